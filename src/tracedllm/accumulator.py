@@ -1,0 +1,116 @@
+"""Pure accumulation of a stream's events into a response: no I/O, no telemetry.
+
+The server's terminal response is authoritative. What the accumulator builds from the events
+is the fallback: when a server's terminal ``output`` is empty although items were streamed, and
+for the partial response attached to errors when a stream breaks off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import events as ev
+from .models import (
+    FunctionCallItem,
+    MessageItem,
+    OutputItem,
+    OutputText,
+    Response,
+)
+
+__all__ = ["Accumulator"]
+
+
+class Accumulator:
+    """Collects the state of one response from its events.
+
+    Attributes:
+        response: the latest response object the server sent (``response.created``,
+            ``.in_progress``, ``.queued`` or the terminal one); ``None`` before the first.
+        last_sequence_number: the ``sequence_number`` of the last event that carried one.
+    """
+
+    __slots__ = ("_added", "_arguments", "_dispatch", "_done", "_text", "response")
+
+    def __init__(self) -> None:
+        self.response: Response | None = None
+        self._added: dict[int, OutputItem] = {}
+        self._done: dict[int, OutputItem] = {}
+        self._text: dict[int, list[str]] = {}
+        self._arguments: dict[int, list[str]] = {}
+        self._dispatch: dict[str, Callable[[Any], None]] = {
+            "response.output_text.delta": self._on_text_delta,
+            "response.function_call_arguments.delta": self._on_arguments_delta,
+            "response.output_item.added": self._on_item_added,
+            "response.output_item.done": self._on_item_done,
+            "response.created": self._on_response,
+            "response.in_progress": self._on_response,
+            "response.queued": self._on_response,
+            "response.completed": self._on_response,
+            "response.failed": self._on_response,
+            "response.incomplete": self._on_response,
+        }
+
+    def feed(self, event: ev.Event) -> None:
+        """Take one event into account."""
+        handler = self._dispatch.get(event.type)  # type: ignore[arg-type]
+        if handler is not None:
+            handler(event)
+
+    def _on_text_delta(self, event: ev.OutputTextDeltaEvent) -> None:
+        index = event.output_index or 0
+        parts = self._text.get(index)
+        if parts is None:
+            self._text[index] = [event.delta]
+        else:
+            parts.append(event.delta)
+
+    def _on_arguments_delta(self, event: ev.FunctionCallArgumentsDeltaEvent) -> None:
+        self._arguments.setdefault(event.output_index or 0, []).append(event.delta)
+
+    def _on_item_added(self, event: ev.OutputItemAddedEvent) -> None:
+        self._added[self._index(event.output_index, self._added)] = event.item
+
+    def _on_item_done(self, event: ev.OutputItemDoneEvent) -> None:
+        self._done[self._index(event.output_index, self._done)] = event.item
+
+    def _on_response(self, event: ev.ResponseCreatedEvent) -> None:
+        self.response = event.response
+
+    @staticmethod
+    def _index(output_index: int | None, items: dict[int, OutputItem]) -> int:
+        return len(items) if output_index is None else output_index
+
+    def output(self) -> list[OutputItem]:
+        """The output items as streamed: finished ones, then unfinished ones rebuilt from deltas."""
+        items: dict[int, OutputItem] = dict(self._done)
+        for index, item in self._added.items():
+            if index not in items:
+                items[index] = self._partial(index, item)
+        for index in self._text.keys() - items.keys():
+            items[index] = MessageItem(type="message", content=[self._partial_text(index)])
+        return [items[index] for index in sorted(items)]
+
+    def _partial(self, index: int, item: OutputItem) -> OutputItem:
+        if isinstance(item, MessageItem) and index in self._text:
+            return item.model_copy(update={"content": [self._partial_text(index)]})
+        if isinstance(item, FunctionCallItem) and index in self._arguments:
+            return item.model_copy(update={"arguments": "".join(self._arguments[index])})
+        return item
+
+    def _partial_text(self, index: int) -> OutputText:
+        return OutputText(type="output_text", text="".join(self._text[index]))
+
+    def final(self, terminal: Response) -> Response:
+        """The terminal response; ``output`` rebuilt from the stream if the server left it empty."""
+        if terminal.output or not (self._done or self._added or self._text):
+            return terminal
+        return terminal.model_copy(update={"output": self.output()})
+
+    def partial(self) -> Response | None:
+        """What arrived so far, for a stream that broke off; ``None`` when nothing did."""
+        output = self.output()
+        if self.response is None:
+            return Response(output=output) if output else None
+        return self.response.model_copy(update={"output": output or self.response.output})

@@ -1,0 +1,66 @@
+"""Every span name part, attribute key and event name tracedllm emits.
+
+Names follow the OpenTelemetry GenAI semantic conventions v1.41.1 (the last released set;
+identical to the constants of ``opentelemetry-semantic-conventions`` 0.66b2). ``tracedllm.*``
+names are our own and describe outcomes the conventions have no name for.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Values
+OPERATION_CHAT: Final = "chat"
+API_TYPE_RESPONSES: Final = "responses"
+ERROR_TYPE_OTHER: Final = "_OTHER"
+ERROR_TYPE_CANCELLED: Final = "cancelled"
+
+# Request / span-start attributes
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_REQUEST_STREAM: Final = "gen_ai.request.stream"
+GEN_AI_REQUEST_MAX_TOKENS: Final = "gen_ai.request.max_tokens"
+GEN_AI_REQUEST_TEMPERATURE: Final = "gen_ai.request.temperature"
+GEN_AI_REQUEST_TOP_P: Final = "gen_ai.request.top_p"
+GEN_AI_OUTPUT_TYPE: Final = "gen_ai.output.type"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+OPENAI_API_TYPE: Final = "openai.api.type"
+OPENAI_REQUEST_SERVICE_TIER: Final = "openai.request.service_tier"
+SERVER_ADDRESS: Final = "server.address"
+SERVER_PORT: Final = "server.port"
+
+# Response attributes
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_RESPONSE_FINISH_REASONS: Final = "gen_ai.response.finish_reasons"
+GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: Final = "gen_ai.response.time_to_first_chunk"
+OPENAI_RESPONSE_SERVICE_TIER: Final = "openai.response.service_tier"
+
+# Usage
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+
+# Errors
+ERROR_TYPE: Final = "error.type"
+
+# tracedllm's own outcome attributes and events
+TRACEDLLM_STREAM_CLOSED_EARLY: Final = "tracedllm.stream.closed_early"
+TRACEDLLM_STREAM_ABANDONED: Final = "tracedllm.stream.abandoned"
+TRACEDLLM_STREAM_EVENTS: Final = "tracedllm.stream.events"
+TRACEDLLM_STREAM_SKIPPED_EVENTS: Final = "tracedllm.stream.skipped_events"
+TRACEDLLM_STREAM_LAST_SEQUENCE_NUMBER: Final = "tracedllm.stream.last_sequence_number"
+TRACEDLLM_RETRY_EVENT: Final = "tracedllm.retry"
+TRACEDLLM_RETRY_ATTEMPT: Final = "tracedllm.retry.attempt"
+TRACEDLLM_RETRY_DELAY: Final = "tracedllm.retry.delay"
+HTTP_RESPONSE_STATUS_CODE: Final = "http.response.status_code"
+
+# Finish reasons (the FinishReason enum of the GenAI output-message schema)
+FINISH_STOP: Final = "stop"
+FINISH_LENGTH: Final = "length"
+FINISH_CONTENT_FILTER: Final = "content_filter"
+FINISH_TOOL_CALL: Final = "tool_call"
+FINISH_ERROR: Final = "error"

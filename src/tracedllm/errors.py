@@ -1,0 +1,224 @@
+"""Every error tracedllm raises.
+
+Hierarchy::
+
+    TracedLLMError
+    ├── APIError                       the server or the network failed the request
+    │   ├── APIStatusError             non-2xx HTTP response (read before any SSE parsing)
+    │   │   ├── BadRequestError             400
+    │   │   ├── AuthenticationError         401
+    │   │   ├── PermissionDeniedError       403
+    │   │   ├── NotFoundError               404
+    │   │   ├── ConflictError               409
+    │   │   ├── UnprocessableEntityError    422
+    │   │   ├── RateLimitError              429
+    │   │   └── InternalServerError         >= 500
+    │   ├── APIConnectionError         connect / read / protocol failure
+    │   │   └── APITimeoutError        no bytes within the timeout
+    │   └── UnexpectedContentTypeError 2xx that is not text/event-stream
+    └── StreamError                    the SSE stream itself ended badly
+        ├── ResponseFailedError        `response.failed` or an `error` event
+        ├── ResponseIncompleteError    `response.incomplete`
+        └── StreamTruncatedError       EOF (or `[DONE]`) before any terminal event
+
+Each error knows its low-cardinality ``error_type`` -- the value tracedllm records as the
+``error.type`` span attribute.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import Response
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConflictError",
+    "InternalServerError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ResponseFailedError",
+    "ResponseIncompleteError",
+    "StreamError",
+    "StreamTruncatedError",
+    "TracedLLMError",
+    "UnexpectedContentTypeError",
+    "UnprocessableEntityError",
+]
+
+
+class TracedLLMError(Exception):
+    """Base class of every error raised by tracedllm."""
+
+    @property
+    def error_type(self) -> str:
+        """The ``error.type`` value recorded on the span for this error."""
+        return type(self).__name__
+
+
+class APIError(TracedLLMError):
+    """The request failed at the HTTP or network level."""
+
+
+class APIStatusError(APIError):
+    """The server answered with a non-2xx status.
+
+    Attributes:
+        status_code: the HTTP status.
+        code: the provider's error code from the JSON body (``error.code``), if any.
+        message: the provider's error message, or a description of the body.
+        request_id: the ``x-request-id`` response header, if any.
+        body: the decoded JSON body, or ``None`` when the body was not JSON.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None = None,
+        request_id: str | None = None,
+        body: Any = None,
+    ) -> None:
+        super().__init__(
+            f"{status_code}: {message}" if not code else f"{status_code} {code}: {message}"
+        )
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+        self.body = body
+
+    @property
+    def error_type(self) -> str:
+        return str(self.status_code)
+
+
+class BadRequestError(APIStatusError):
+    """HTTP 400."""
+
+
+class AuthenticationError(APIStatusError):
+    """HTTP 401: the API key is missing or wrong."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """HTTP 403."""
+
+
+class NotFoundError(APIStatusError):
+    """HTTP 404: wrong base URL, model or response id."""
+
+
+class ConflictError(APIStatusError):
+    """HTTP 409."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """HTTP 422."""
+
+
+class RateLimitError(APIStatusError):
+    """HTTP 429: rate limited, or out of quota (``code == "insufficient_quota"``)."""
+
+
+class InternalServerError(APIStatusError):
+    """HTTP 5xx."""
+
+
+class APIConnectionError(APIError):
+    """The connection failed: refused, reset, or closed mid-response."""
+
+    @property
+    def error_type(self) -> str:
+        cause = self.__cause__
+        if cause is None:
+            return type(self).__name__
+        return f"{type(cause).__module__.split('.')[0]}.{type(cause).__name__}"
+
+
+class APITimeoutError(APIConnectionError):
+    """No bytes arrived within the configured timeout."""
+
+    @property
+    def error_type(self) -> str:
+        return "timeout"
+
+
+class UnexpectedContentTypeError(APIError):
+    """A 2xx response whose body is not an event stream."""
+
+    def __init__(self, content_type: str, status_code: int) -> None:
+        super().__init__(
+            f"expected a text/event-stream response, got {content_type or 'no content type'!r} "
+            f"(HTTP {status_code})"
+        )
+        self.content_type = content_type
+        self.status_code = status_code
+
+
+class StreamError(TracedLLMError):
+    """The event stream ended without a successful ``response.completed``.
+
+    Attributes:
+        response: the best view of the response when the error happened: the terminal
+            response for failed/incomplete streams, otherwise a snapshot built from the
+            events that did arrive (output items, text so far). ``None`` when nothing arrived.
+    """
+
+    def __init__(self, message: str, *, response: Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+class ResponseFailedError(StreamError):
+    """The server reported a failure: ``response.failed`` or an ``error`` event.
+
+    Attributes:
+        code: the provider's error code (e.g. ``rate_limit_exceeded``), if any.
+        message: the provider's error message.
+    """
+
+    def __init__(self, code: str | None, message: str, *, response: Response | None = None) -> None:
+        super().__init__(f"{code}: {message}" if code else message, response=response)
+        self.code = code
+        self.message = message
+
+    @property
+    def error_type(self) -> str:
+        return self.code or "_OTHER"
+
+
+class ResponseIncompleteError(StreamError):
+    """The server ended the response early (``response.incomplete``).
+
+    ``response`` holds the partial output and the usage.
+
+    Attributes:
+        reason: ``incomplete_details.reason`` (e.g. ``max_output_tokens``), if given.
+    """
+
+    def __init__(self, reason: str | None, *, response: Response | None = None) -> None:
+        super().__init__(
+            f"response stream was incomplete: {reason or 'unknown reason'}", response=response
+        )
+        self.reason = reason
+
+    @property
+    def error_type(self) -> str:
+        return self.reason or "incomplete"
+
+
+class StreamTruncatedError(StreamError):
+    """The stream ended (EOF or ``data: [DONE]``) before any terminal event."""
+
+    @property
+    def error_type(self) -> str:
+        return "stream_truncated"

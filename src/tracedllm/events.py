@@ -1,0 +1,467 @@
+"""Typed stream events of the Responses API: all 59 types, discriminated on ``type``.
+
+One pydantic-core call validates an event straight from its JSON bytes
+(:func:`parse_event`). Every model is frozen and keeps unknown fields (``obfuscation`` padding,
+fields newer than this library); ``sequence_number`` may be missing (older servers, gateways).
+An event of a type this library does not know becomes an :class:`UnknownEvent` that keeps its
+payload and never raises.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, TypeAdapter
+
+from .models import OutputItem, Response, WireModel
+
+__all__ = ["EVENT_TYPES", "Event", "UnknownEvent", "parse_event"]
+
+
+class BaseEvent(WireModel):
+    """Fields every event carries."""
+
+    type: str
+    sequence_number: int | None = None
+
+
+class _LifecycleEvent(BaseEvent):
+    response: Response
+
+
+class _ItemEvent(BaseEvent):
+    item_id: str | None = None
+    output_index: int | None = None
+
+
+class _ContentEvent(_ItemEvent):
+    content_index: int | None = None
+
+
+class _DeltaEvent(_ItemEvent):
+    delta: str = ""
+
+
+class _ContentDeltaEvent(_ContentEvent):
+    delta: str = ""
+
+
+class _ItemArgumentsDoneEvent(_ItemEvent):
+    arguments: str = ""
+
+
+class _OutputItemEvent(_ItemEvent):
+    item: OutputItem
+
+
+class _ContentPartEvent(_ContentEvent):
+    part: dict[str, Any]
+
+
+class _SummaryEvent(_ItemEvent):
+    summary_index: int | None = None
+
+
+# --- lifecycle and terminal events -------------------------------------------------------------
+class ResponseCreatedEvent(_LifecycleEvent):
+    """``response.created``: the response exists; carries its id and model."""
+
+    type: Literal["response.created"]
+
+
+class ResponseInProgressEvent(_LifecycleEvent):
+    type: Literal["response.in_progress"]
+
+
+class ResponseQueuedEvent(_LifecycleEvent):
+    type: Literal["response.queued"]
+
+
+class ResponseCompletedEvent(_LifecycleEvent):
+    """``response.completed``: terminal, success; carries the final response and usage."""
+
+    type: Literal["response.completed"]
+
+
+class ResponseFailedEvent(_LifecycleEvent):
+    """``response.failed``: terminal, the response failed (``response.error``)."""
+
+    type: Literal["response.failed"]
+
+
+class ResponseIncompleteEvent(_LifecycleEvent):
+    """``response.incomplete``: terminal, cut short (``response.incomplete_details``)."""
+
+    type: Literal["response.incomplete"]
+
+
+class ErrorEvent(BaseEvent):
+    """``error``: flat (``code``/``message`` at the top) or nested (``error{code, message}``)."""
+
+    type: Literal["error"]
+    code: str | None = None
+    message: str | None = None
+    param: str | None = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def error_code(self) -> str | None:
+        """The error code: the nested value first, then the flat one."""
+        nested = self.error.get("code") if self.error else None
+        return nested if isinstance(nested, str) and nested else self.code
+
+    @property
+    def error_message(self) -> str:
+        """The error message: the nested value first, then the flat one."""
+        nested = self.error.get("message") if self.error else None
+        if isinstance(nested, str) and nested:
+            return nested
+        return self.message or "the server sent an error event"
+
+
+# --- output items and content parts ------------------------------------------------------------
+class OutputItemAddedEvent(_OutputItemEvent):
+    type: Literal["response.output_item.added"]
+
+
+class OutputItemDoneEvent(_OutputItemEvent):
+    """``response.output_item.done``: the finished item, authoritative for its content."""
+
+    type: Literal["response.output_item.done"]
+
+
+class ContentPartAddedEvent(_ContentPartEvent):
+    type: Literal["response.content_part.added"]
+
+
+class ContentPartDoneEvent(_ContentPartEvent):
+    type: Literal["response.content_part.done"]
+
+
+# --- text and refusal --------------------------------------------------------------------------
+class OutputTextDeltaEvent(_ContentDeltaEvent):
+    """``response.output_text.delta``: the next piece of assistant text."""
+
+    type: Literal["response.output_text.delta"]
+    logprobs: list[Any] | None = None
+
+
+class OutputTextDoneEvent(_ContentEvent):
+    type: Literal["response.output_text.done"]
+    text: str = ""
+    logprobs: list[Any] | None = None
+
+
+class OutputTextAnnotationAddedEvent(_ContentEvent):
+    type: Literal["response.output_text.annotation.added"]
+    annotation: dict[str, Any] | None = None
+    annotation_index: int | None = None
+
+
+class RefusalDeltaEvent(_ContentDeltaEvent):
+    type: Literal["response.refusal.delta"]
+
+
+class RefusalDoneEvent(_ContentEvent):
+    type: Literal["response.refusal.done"]
+    refusal: str = ""
+
+
+# --- tool arguments ----------------------------------------------------------------------------
+class FunctionCallArgumentsDeltaEvent(_DeltaEvent):
+    type: Literal["response.function_call_arguments.delta"]
+
+
+class FunctionCallArgumentsDoneEvent(_ItemArgumentsDoneEvent):
+    type: Literal["response.function_call_arguments.done"]
+    name: str | None = None
+
+
+class CustomToolCallInputDeltaEvent(_DeltaEvent):
+    type: Literal["response.custom_tool_call_input.delta"]
+
+
+class CustomToolCallInputDoneEvent(_ItemEvent):
+    type: Literal["response.custom_tool_call_input.done"]
+    input: str = ""
+
+
+class McpCallArgumentsDeltaEvent(_DeltaEvent):
+    type: Literal["response.mcp_call_arguments.delta"]
+
+
+class McpCallArgumentsDoneEvent(_ItemArgumentsDoneEvent):
+    type: Literal["response.mcp_call_arguments.done"]
+
+
+# --- reasoning ---------------------------------------------------------------------------------
+class ReasoningSummaryPartAddedEvent(_SummaryEvent):
+    type: Literal["response.reasoning_summary_part.added"]
+    part: dict[str, Any]
+
+
+class ReasoningSummaryPartDoneEvent(_SummaryEvent):
+    type: Literal["response.reasoning_summary_part.done"]
+    part: dict[str, Any]
+    status: str | None = None
+
+
+class ReasoningSummaryTextDeltaEvent(_SummaryEvent):
+    type: Literal["response.reasoning_summary_text.delta"]
+    delta: str = ""
+
+
+class ReasoningSummaryTextDoneEvent(_SummaryEvent):
+    type: Literal["response.reasoning_summary_text.done"]
+    text: str = ""
+
+
+class ReasoningTextDeltaEvent(_ContentDeltaEvent):
+    type: Literal["response.reasoning_text.delta"]
+
+
+class ReasoningTextDoneEvent(_ContentEvent):
+    type: Literal["response.reasoning_text.done"]
+    text: str = ""
+
+
+# --- audio -------------------------------------------------------------------------------------
+class AudioDeltaEvent(BaseEvent):
+    type: Literal["response.audio.delta"]
+    delta: str = ""
+
+
+class AudioDoneEvent(BaseEvent):
+    type: Literal["response.audio.done"]
+
+
+class AudioTranscriptDeltaEvent(BaseEvent):
+    type: Literal["response.audio.transcript.delta"]
+    delta: str = ""
+
+
+class AudioTranscriptDoneEvent(BaseEvent):
+    type: Literal["response.audio.transcript.done"]
+
+
+# --- hosted tools ------------------------------------------------------------------------------
+class CodeInterpreterCallCompletedEvent(_ItemEvent):
+    type: Literal["response.code_interpreter_call.completed"]
+
+
+class CodeInterpreterCallInProgressEvent(_ItemEvent):
+    type: Literal["response.code_interpreter_call.in_progress"]
+
+
+class CodeInterpreterCallInterpretingEvent(_ItemEvent):
+    type: Literal["response.code_interpreter_call.interpreting"]
+
+
+class CodeInterpreterCallCodeDeltaEvent(_DeltaEvent):
+    type: Literal["response.code_interpreter_call_code.delta"]
+
+
+class CodeInterpreterCallCodeDoneEvent(_ItemEvent):
+    type: Literal["response.code_interpreter_call_code.done"]
+    code: str = ""
+
+
+class CompactionCompactingEvent(_ItemEvent):
+    type: Literal["response.compaction.compacting"]
+
+
+class FileSearchCallCompletedEvent(_ItemEvent):
+    type: Literal["response.file_search_call.completed"]
+
+
+class FileSearchCallInProgressEvent(_ItemEvent):
+    type: Literal["response.file_search_call.in_progress"]
+
+
+class FileSearchCallSearchingEvent(_ItemEvent):
+    type: Literal["response.file_search_call.searching"]
+
+
+class ImageGenCallCompletedEvent(_ItemEvent):
+    type: Literal["response.image_generation_call.completed"]
+
+
+class ImageGenCallGeneratingEvent(_ItemEvent):
+    type: Literal["response.image_generation_call.generating"]
+
+
+class ImageGenCallInProgressEvent(_ItemEvent):
+    type: Literal["response.image_generation_call.in_progress"]
+
+
+class ImageGenCallPartialImageEvent(_ItemEvent):
+    type: Literal["response.image_generation_call.partial_image"]
+    partial_image_b64: str = ""
+    partial_image_index: int | None = None
+
+
+class McpCallCompletedEvent(_ItemEvent):
+    type: Literal["response.mcp_call.completed"]
+
+
+class McpCallFailedEvent(_ItemEvent):
+    """An MCP tool call failed; the response itself may still complete."""
+
+    type: Literal["response.mcp_call.failed"]
+
+
+class McpCallInProgressEvent(_ItemEvent):
+    type: Literal["response.mcp_call.in_progress"]
+
+
+class McpListToolsCompletedEvent(_ItemEvent):
+    type: Literal["response.mcp_list_tools.completed"]
+
+
+class McpListToolsFailedEvent(_ItemEvent):
+    type: Literal["response.mcp_list_tools.failed"]
+
+
+class McpListToolsInProgressEvent(_ItemEvent):
+    type: Literal["response.mcp_list_tools.in_progress"]
+
+
+class ShellCallCommandAddedEvent(BaseEvent):
+    type: Literal["response.shell_call_command.added"]
+    command: str = ""
+    command_index: int | None = None
+    output_index: int | None = None
+
+
+class ShellCallCommandDeltaEvent(BaseEvent):
+    type: Literal["response.shell_call_command.delta"]
+    delta: str = ""
+    command_index: int | None = None
+    output_index: int | None = None
+
+
+class ShellCallCommandDoneEvent(BaseEvent):
+    type: Literal["response.shell_call_command.done"]
+    command: str = ""
+    command_index: int | None = None
+    output_index: int | None = None
+
+
+class ShellCallOutputContentDeltaEvent(_ItemEvent):
+    type: Literal["response.shell_call_output_content.delta"]
+    command_index: int | None = None
+    delta: Any = None
+
+
+class ShellCallOutputContentDoneEvent(_ItemEvent):
+    type: Literal["response.shell_call_output_content.done"]
+    command_index: int | None = None
+    output: list[Any] | None = None
+
+
+class WebSearchCallCompletedEvent(_ItemEvent):
+    type: Literal["response.web_search_call.completed"]
+
+
+class WebSearchCallInProgressEvent(_ItemEvent):
+    type: Literal["response.web_search_call.in_progress"]
+
+
+class WebSearchCallSearchingEvent(_ItemEvent):
+    type: Literal["response.web_search_call.searching"]
+
+
+class UnknownEvent(BaseEvent):
+    """An event whose ``type`` this library does not know; its payload is kept as extra fields.
+
+    ``type`` is ``None`` for a JSON object without one (e.g. vLLM's ``{"object": "error"}``).
+    """
+
+    type: str | None = None  # type: ignore[assignment]
+
+
+KnownEvent = Union[
+    ResponseCreatedEvent,
+    ResponseInProgressEvent,
+    ResponseQueuedEvent,
+    ResponseCompletedEvent,
+    ResponseFailedEvent,
+    ResponseIncompleteEvent,
+    ErrorEvent,
+    OutputItemAddedEvent,
+    OutputItemDoneEvent,
+    ContentPartAddedEvent,
+    ContentPartDoneEvent,
+    OutputTextDeltaEvent,
+    OutputTextDoneEvent,
+    OutputTextAnnotationAddedEvent,
+    RefusalDeltaEvent,
+    RefusalDoneEvent,
+    FunctionCallArgumentsDeltaEvent,
+    FunctionCallArgumentsDoneEvent,
+    CustomToolCallInputDeltaEvent,
+    CustomToolCallInputDoneEvent,
+    McpCallArgumentsDeltaEvent,
+    McpCallArgumentsDoneEvent,
+    ReasoningSummaryPartAddedEvent,
+    ReasoningSummaryPartDoneEvent,
+    ReasoningSummaryTextDeltaEvent,
+    ReasoningSummaryTextDoneEvent,
+    ReasoningTextDeltaEvent,
+    ReasoningTextDoneEvent,
+    AudioDeltaEvent,
+    AudioDoneEvent,
+    AudioTranscriptDeltaEvent,
+    AudioTranscriptDoneEvent,
+    CodeInterpreterCallCompletedEvent,
+    CodeInterpreterCallInProgressEvent,
+    CodeInterpreterCallInterpretingEvent,
+    CodeInterpreterCallCodeDeltaEvent,
+    CodeInterpreterCallCodeDoneEvent,
+    CompactionCompactingEvent,
+    FileSearchCallCompletedEvent,
+    FileSearchCallInProgressEvent,
+    FileSearchCallSearchingEvent,
+    ImageGenCallCompletedEvent,
+    ImageGenCallGeneratingEvent,
+    ImageGenCallInProgressEvent,
+    ImageGenCallPartialImageEvent,
+    McpCallCompletedEvent,
+    McpCallFailedEvent,
+    McpCallInProgressEvent,
+    McpListToolsCompletedEvent,
+    McpListToolsFailedEvent,
+    McpListToolsInProgressEvent,
+    ShellCallCommandAddedEvent,
+    ShellCallCommandDeltaEvent,
+    ShellCallCommandDoneEvent,
+    ShellCallOutputContentDeltaEvent,
+    ShellCallOutputContentDoneEvent,
+    WebSearchCallCompletedEvent,
+    WebSearchCallInProgressEvent,
+    WebSearchCallSearchingEvent,
+]
+
+Event = Annotated[
+    Annotated[KnownEvent, Field(discriminator="type")] | UnknownEvent,
+    Field(union_mode="left_to_right"),
+]
+"""Any stream event: one of the 59 known types, or :class:`UnknownEvent`."""
+
+EVENT_TYPES: frozenset[str] = frozenset(
+    cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr,unused-ignore]
+    for cls in KnownEvent.__args__  # type: ignore[attr-defined]
+)
+"""The ``type`` strings of every known event."""
+
+_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+_validate_json = _adapter.validate_json
+
+
+def parse_event(data: bytes | str) -> Event:
+    """Validate one SSE ``data`` payload (JSON) into a typed event.
+
+    Raises:
+        pydantic.ValidationError: the payload is not a JSON object (or not valid UTF-8).
+    """
+    return _validate_json(data)

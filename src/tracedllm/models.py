@@ -1,0 +1,208 @@
+"""The Response object and its parts, as the server sends them.
+
+Every model keeps unknown fields (``extra="allow"``) and tolerates missing ones, because
+Responses-compatible servers differ: a field absent on the wire is ``None`` here, never an
+invented zero. Output items and content parts of unknown types are kept as generic items.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+__all__ = [
+    "CustomToolCallItem",
+    "FunctionCallItem",
+    "GenericContentPart",
+    "GenericOutputItem",
+    "IncompleteDetails",
+    "InputTokensDetails",
+    "MessageItem",
+    "OutputItem",
+    "OutputText",
+    "OutputTokensDetails",
+    "ReasoningItem",
+    "Refusal",
+    "Response",
+    "ResponseError",
+    "SummaryText",
+    "Usage",
+]
+
+
+class WireModel(BaseModel):
+    """Base of every wire model: frozen, unknown fields kept."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+
+def _none_to_list(value: Any) -> Any:
+    return [] if value is None else value
+
+
+class InputTokensDetails(WireModel):
+    """``usage.input_tokens_details``."""
+
+    cached_tokens: int | None = None
+    cache_write_tokens: int | None = None
+
+
+class OutputTokensDetails(WireModel):
+    """``usage.output_tokens_details``."""
+
+    reasoning_tokens: int | None = None
+
+
+class Usage(WireModel):
+    """Token usage of a response, mirroring the wire JSON (unknown fields such as ``cost`` kept).
+
+    ``cached_tokens`` is a subset of ``input_tokens`` and ``reasoning_tokens`` a subset of
+    ``output_tokens``.
+    """
+
+    input_tokens: int | None = None
+    input_tokens_details: InputTokensDetails | None = None
+    output_tokens: int | None = None
+    output_tokens_details: OutputTokensDetails | None = None
+    total_tokens: int | None = None
+
+
+class ResponseError(WireModel):
+    """``response.error`` of a failed response."""
+
+    code: str | None = None
+    message: str | None = None
+
+
+class IncompleteDetails(WireModel):
+    """``response.incomplete_details``."""
+
+    reason: str | None = None
+
+
+class OutputText(WireModel):
+    """An ``output_text`` content part."""
+
+    type: Literal["output_text"]
+    text: str = ""
+    annotations: Annotated[list[Any], BeforeValidator(_none_to_list)] = Field(default_factory=list)
+
+
+class Refusal(WireModel):
+    """A ``refusal`` content part."""
+
+    type: Literal["refusal"]
+    refusal: str = ""
+
+
+class GenericContentPart(WireModel):
+    """A content part of any other type (``reasoning_text``, ``summary_text``, ...)."""
+
+    type: str
+    text: str | None = None
+
+
+ContentPart = Annotated[
+    Annotated[OutputText | Refusal, Field(discriminator="type")] | GenericContentPart,
+    Field(union_mode="left_to_right"),
+]
+
+
+class SummaryText(WireModel):
+    """One part of a reasoning summary."""
+
+    type: str = "summary_text"
+    text: str = ""
+
+
+class MessageItem(WireModel):
+    """An assistant ``message`` output item."""
+
+    type: Literal["message"]
+    id: str | None = None
+    role: str = "assistant"
+    status: str | None = None
+    content: Annotated[list[ContentPart], BeforeValidator(_none_to_list)] = Field(
+        default_factory=list
+    )
+
+
+class FunctionCallItem(WireModel):
+    """A ``function_call`` output item; ``arguments`` is the JSON string the model wrote."""
+
+    type: Literal["function_call"]
+    id: str | None = None
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+    status: str | None = None
+
+
+class CustomToolCallItem(WireModel):
+    """A ``custom_tool_call`` output item (free-form tool input)."""
+
+    type: Literal["custom_tool_call"]
+    id: str | None = None
+    call_id: str | None = None
+    name: str | None = None
+    input: str = ""
+
+
+class ReasoningItem(WireModel):
+    """A ``reasoning`` output item: summary parts and, when requested, encrypted content."""
+
+    type: Literal["reasoning"]
+    id: str | None = None
+    summary: Annotated[list[SummaryText], BeforeValidator(_none_to_list)] = Field(
+        default_factory=list
+    )
+    content: list[GenericContentPart] | None = None
+    encrypted_content: str | None = None
+    status: str | None = None
+
+
+class GenericOutputItem(WireModel):
+    """An output item of any other type (hosted tools, ``compaction``, future types)."""
+
+    type: str
+    id: str | None = None
+
+
+OutputItem = Annotated[
+    Annotated[
+        MessageItem | FunctionCallItem | CustomToolCallItem | ReasoningItem,
+        Field(discriminator="type"),
+    ]
+    | GenericOutputItem,
+    Field(union_mode="left_to_right"),
+]
+"""One item of ``Response.output``: a typed item for the common types, generic otherwise."""
+
+
+class Response(WireModel):
+    """A Responses API response object (the payload of lifecycle and terminal events)."""
+
+    id: str | None = None
+    object: str | None = None
+    created_at: float | None = None
+    model: str | None = None
+    status: str | None = None
+    output: Annotated[list[OutputItem], BeforeValidator(_none_to_list)] = Field(
+        default_factory=list
+    )
+    usage: Usage | None = None
+    error: ResponseError | None = None
+    incomplete_details: IncompleteDetails | None = None
+    service_tier: str | None = None
+
+    @property
+    def output_text(self) -> str:
+        """The assistant's text: every ``output_text`` part of every message item, joined."""
+        return "".join(
+            part.text
+            for item in self.output
+            if isinstance(item, MessageItem)
+            for part in item.content
+            if isinstance(part, OutputText)
+        )

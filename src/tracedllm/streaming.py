@@ -1,0 +1,294 @@
+"""The stream shells: iterate typed events over httpx, sync and async.
+
+All decisions live in :class:`~tracedllm._core.StreamCore`; these classes only move bytes from
+httpx into it and hand events to the caller. The span is ended by the core at the terminal
+event, on error, on ``close()`` / leaving the ``with`` block (``tracedllm.stream.closed_early``)
+and, for a stream dropped without being closed, when it is garbage-collected
+(``tracedllm.stream.abandoned``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+
+import httpx
+
+from . import attributes as attr
+from ._core import StreamCore
+from .choices import Choice, ChoiceMapper
+from .errors import APIConnectionError, APITimeoutError, StreamError
+from .events import Event
+from .models import Response
+
+__all__ = ["AsyncResponseStream", "ResponseStream"]
+
+logger = logging.getLogger("tracedllm")
+
+_pending_closes: set[asyncio.Task[None]] = set()
+
+
+def _transport_error(exc: Exception) -> APIConnectionError:
+    if isinstance(exc, httpx.TimeoutException):
+        error: APIConnectionError = APITimeoutError("timed out waiting for the stream")
+    else:
+        error = APIConnectionError(f"the connection failed mid-stream: {type(exc).__name__}")
+    error.__cause__ = exc
+    return error
+
+
+def _exit_outcome(core: StreamCore, exc: BaseException | None) -> None:
+    """Leaving a ``with`` block: the caller's own exception is not the LLM's failure."""
+    if exc is not None and not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt
+        core.fail(exc)
+    else:
+        core.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+
+
+class _StreamBase:
+    """What both shells share: the core, the read-ahead buffer and the public properties."""
+
+    def __init__(self, core: StreamCore, response: httpx.Response) -> None:
+        self._core = core
+        self._response = response
+        self._batch: deque[bytes] = deque()
+        self._eof = False
+        self._closed = False
+
+    @property
+    def http_response(self) -> httpx.Response:
+        """The underlying httpx response (status, headers)."""
+        return self._response
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's ``x-request-id`` header, for support tickets."""
+        request_id: str | None = self._response.headers.get("x-request-id")
+        return request_id
+
+    @property
+    def snapshot(self) -> Response | None:
+        """The response as accumulated so far (final once the stream completed)."""
+        return self._core.final or self._core.accumulator.partial()
+
+    def _next_event(self) -> Event | None:
+        """The next event from what has been read, or ``None`` when more bytes are needed."""
+        core = self._core
+        batch = self._batch
+        while batch:
+            event = core.feed(batch.popleft())
+            if event is not None:
+                return event
+        return None
+
+    def _take(self, chunk: bytes | None) -> None:
+        if chunk is None:
+            self._eof = True
+            self._batch.extend(self._core.decode_end())
+        else:
+            self._batch.extend(self._core.decode(chunk))
+
+
+class ResponseStream(_StreamBase):
+    """A streamed response: iterate it for typed events; use it as a context manager.
+
+    Example:
+        >>> with client.responses.stream(model="gpt-4.1", input="hi") as stream:  # doctest: +SKIP
+        ...     for event in stream:
+        ...         if event.type == "response.output_text.delta":
+        ...             print(event.delta, end="")
+        ...     final = stream.get_final_response()
+    """
+
+    def __init__(self, core: StreamCore, response: httpx.Response) -> None:
+        super().__init__(core, response)
+        self._chunks: Iterator[bytes] = response.iter_bytes()
+
+    def __iter__(self) -> ResponseStream:
+        return self
+
+    def __next__(self) -> Event:
+        while True:
+            try:
+                event = self._next_event()
+            except StreamError:
+                self._release()
+                raise
+            if event is not None:
+                if self._core.done:
+                    self._release()
+                return event
+            if self._core.done or self._closed:
+                raise StopIteration
+            self._read()
+
+    def _read(self) -> None:
+        try:
+            if self._eof:
+                self._core.end_of_stream()
+            self._take(next(self._chunks, None))
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            self._release()
+            raise self._core.fail(_transport_error(exc)) from exc
+        except BaseException as exc:
+            self._release()
+            self._core.fail(exc)
+            raise
+
+    def get_final_response(self) -> Response:
+        """Read the rest of the stream and return the final response.
+
+        Raises:
+            ResponseFailedError, ResponseIncompleteError, StreamTruncatedError: how the stream
+                ended, if it did not complete (also when the error was already raised during
+                iteration).
+        """
+        for _ in self:
+            pass
+        return self._core.result()
+
+    def choices(self, *, immediate_tool_calls: bool = False) -> Iterator[Choice]:
+        """The normalized view of the stream (text, reasoning, tool calls, final usage).
+
+        Args:
+            immediate_tool_calls: emit each completed tool call as soon as it is done instead
+                of holding them back until the end.
+        """
+        mapper = ChoiceMapper(immediate_tool_calls=immediate_tool_calls)
+        for event in self:
+            yield from mapper.map(event)
+        yield from mapper.finish(self._core.result())
+
+    def close(self) -> None:
+        """Stop reading and release the connection. An unfinished stream ends its span as
+        closed early (``tracedllm.stream.closed_early``), neither success nor error."""
+        self._core.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+        self._release()
+
+    def _release(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._response.close()
+
+    def __enter__(self) -> ResponseStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _exit_outcome(self._core, exc)
+        self._release()
+
+    def __del__(self) -> None:
+        try:
+            if not self._core.done:
+                self._core.stop(attr.TRACEDLLM_STREAM_ABANDONED)
+            self._release()
+        except Exception:  # pragma: no cover -- interpreter shutdown
+            pass
+
+
+class AsyncResponseStream(_StreamBase):
+    """The async twin of :class:`ResponseStream`: ``async for``, ``async with``, ``aclose()``."""
+
+    def __init__(self, core: StreamCore, response: httpx.Response) -> None:
+        super().__init__(core, response)
+        self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
+
+    def __aiter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        while True:
+            try:
+                event = self._next_event()
+            except StreamError:
+                await self._release()
+                raise
+            if event is not None:
+                if self._core.done:
+                    await self._release()
+                return event
+            if self._core.done or self._closed:
+                raise StopAsyncIteration
+            await self._read()
+
+    async def _read(self) -> None:
+        try:
+            if self._eof:
+                self._core.end_of_stream()
+            self._take(await anext(self._chunks, None))
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            await self._release()
+            raise self._core.fail(_transport_error(exc)) from exc
+        except BaseException as exc:
+            self._core.fail(exc)
+            await self._release()
+            raise
+
+    async def get_final_response(self) -> Response:
+        """Read the rest of the stream and return the final response (see the sync twin)."""
+        async for _ in self:
+            pass
+        return self._core.result()
+
+    async def choices(self, *, immediate_tool_calls: bool = False) -> AsyncIterator[Choice]:
+        """The normalized view of the stream (see the sync twin)."""
+        mapper = ChoiceMapper(immediate_tool_calls=immediate_tool_calls)
+        async for event in self:
+            for choice in mapper.map(event):
+                yield choice
+        for choice in mapper.finish(self._core.result()):
+            yield choice
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection (see :meth:`ResponseStream.close`)."""
+        self._core.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+        await self._release()
+
+    async def _release(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                await self._response.aclose()
+            except Exception:
+                logger.debug("tracedllm could not close the HTTP response", exc_info=True)
+
+    async def __aenter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _exit_outcome(self._core, exc)
+        await self._release()
+
+    def __del__(self) -> None:
+        try:
+            if not self._core.done:
+                self._core.stop(attr.TRACEDLLM_STREAM_ABANDONED)
+            if not self._closed:
+                self._closed = True
+                _close_later(self._response)
+        except Exception:  # pragma: no cover -- interpreter shutdown
+            pass
+
+
+def _close_later(response: httpx.Response) -> None:
+    """Release an abandoned async response's connection from a finalizer (no await possible)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # no loop: the connection dies with its pool
+    task = loop.create_task(response.aclose())
+    _pending_closes.add(task)
+    task.add_done_callback(_pending_closes.discard)

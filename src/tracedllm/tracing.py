@@ -1,0 +1,241 @@
+"""Span recording for one request: started before the HTTP call, ended exactly once.
+
+The span is never made current across a ``yield``: shells make it current only around the HTTP
+send (so HTTP-client spans nest under it). Attribute work happens only when the span is
+recording, and no telemetry failure ever reaches the caller: it is logged at debug level, once
+per span.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from . import attributes as attr
+from ._version import __version__
+from .errors import TracedLLMError
+from .models import CustomToolCallItem, FunctionCallItem, Response
+
+__all__ = ["SpanRecorder", "get_tracer", "request_attributes"]
+
+logger = logging.getLogger("tracedllm")
+
+_SUPPRESS_KEY: Any = getattr(otel_context, "_SUPPRESS_INSTRUMENTATION_KEY", None)
+_OUTPUT_TYPES = {"json_schema": "json", "json_object": "json", "text": "text"}
+_INCOMPLETE_FINISH = {
+    "max_output_tokens": attr.FINISH_LENGTH,
+    "content_filter": attr.FINISH_CONTENT_FILTER,
+}
+
+
+def get_tracer(tracer_provider: trace.TracerProvider | None) -> Tracer:
+    """The tracedllm tracer from the given provider, or from the global one."""
+    return trace.get_tracer("tracedllm", __version__, tracer_provider=tracer_provider)
+
+
+def instrumentation_suppressed() -> bool:
+    """Whether ``opentelemetry.instrumentation.utils.suppress_instrumentation()`` is active."""
+    return _SUPPRESS_KEY is not None and bool(otel_context.get_value(_SUPPRESS_KEY))
+
+
+def request_attributes(
+    params: Mapping[str, Any], *, provider_name: str, server_address: str, server_port: int
+) -> dict[str, Any]:
+    """The span-start attributes of a Responses request (all sampling-relevant ones included)."""
+    attributes: dict[str, Any] = {
+        attr.GEN_AI_OPERATION_NAME: attr.OPERATION_CHAT,
+        attr.GEN_AI_PROVIDER_NAME: provider_name,
+        attr.GEN_AI_REQUEST_STREAM: True,
+        attr.OPENAI_API_TYPE: attr.API_TYPE_RESPONSES,
+        attr.SERVER_ADDRESS: server_address,
+        attr.SERVER_PORT: server_port,
+    }
+    model = params.get("model")
+    if isinstance(model, str):
+        attributes[attr.GEN_AI_REQUEST_MODEL] = model
+    _copy_number(params, "max_output_tokens", attributes, attr.GEN_AI_REQUEST_MAX_TOKENS, int)
+    _copy_number(params, "temperature", attributes, attr.GEN_AI_REQUEST_TEMPERATURE, float)
+    _copy_number(params, "top_p", attributes, attr.GEN_AI_REQUEST_TOP_P, float)
+    tier = params.get("service_tier")
+    if isinstance(tier, str) and tier != "auto":
+        attributes[attr.OPENAI_REQUEST_SERVICE_TIER] = tier
+    text = params.get("text")
+    fmt = text.get("format") if isinstance(text, Mapping) else None
+    output_type = _OUTPUT_TYPES.get(fmt.get("type", "")) if isinstance(fmt, Mapping) else None
+    if output_type is not None:
+        attributes[attr.GEN_AI_OUTPUT_TYPE] = output_type
+    conversation = params.get("conversation")
+    if isinstance(conversation, Mapping):
+        conversation = conversation.get("id")
+    if isinstance(conversation, str):
+        attributes[attr.GEN_AI_CONVERSATION_ID] = conversation
+    return attributes
+
+
+def _copy_number(
+    params: Mapping[str, Any],
+    key: str,
+    out: dict[str, Any],
+    name: str,
+    kind: type[float] | type[int],
+) -> None:
+    value = params.get(key)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out[name] = kind(value)
+
+
+def finish_reason(response: Response) -> str:
+    """The GenAI finish reason of a terminal response (the Responses API has none of its own)."""
+    if response.status == "incomplete":
+        reason = response.incomplete_details.reason if response.incomplete_details else None
+        return _INCOMPLETE_FINISH.get(reason or "", reason or attr.FINISH_ERROR)
+    if response.status in ("failed", "cancelled"):
+        return attr.FINISH_ERROR
+    if any(isinstance(item, (FunctionCallItem, CustomToolCallItem)) for item in response.output):
+        return attr.FINISH_TOOL_CALL
+    return attr.FINISH_STOP
+
+
+def error_type(error: BaseException) -> str:
+    """The ``error.type`` of any exception: ours know it; cancellation is ``cancelled``."""
+    if isinstance(error, TracedLLMError):
+        return error.error_type
+    if isinstance(error, asyncio.CancelledError):
+        return attr.ERROR_TYPE_CANCELLED
+    cls = type(error)
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
+
+
+class SpanRecorder:
+    """Records one request's span as its stream progresses; ends it exactly once."""
+
+    __slots__ = ("_failed_once", "ended", "recording", "span")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.recording = span.is_recording()
+        self.ended = False
+        self._failed_once = False
+
+    @classmethod
+    def start(cls, tracer: Tracer, attributes: dict[str, Any]) -> SpanRecorder:
+        """Start the CLIENT span ``chat {model}`` (not made current)."""
+        model = attributes.get(attr.GEN_AI_REQUEST_MODEL)
+        name = f"{attr.OPERATION_CHAT} {model}" if model else attr.OPERATION_CHAT
+        try:
+            span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        except Exception:
+            logger.debug("tracedllm could not start a span", exc_info=True)
+            span = trace.INVALID_SPAN
+        return cls(span)
+
+    def _telemetry_failed(self, what: str) -> None:
+        if not self._failed_once:
+            self._failed_once = True
+            logger.debug("tracedllm telemetry failed while %s", what, exc_info=True)
+
+    def set(self, name: str, value: Any) -> None:
+        """Set one attribute (when recording)."""
+        if self.recording and value is not None:
+            try:
+                self.span.set_attribute(name, value)
+            except Exception:
+                self._telemetry_failed("setting an attribute")
+
+    def add_event(self, name: str, attributes: dict[str, Any]) -> None:
+        """Add a span event (when recording)."""
+        if self.recording:
+            try:
+                self.span.add_event(name, attributes)
+            except Exception:
+                self._telemetry_failed("adding an event")
+
+    def response_started(self, response: Response) -> None:
+        """Record the response id and model as soon as the server names them."""
+        if self.recording:
+            self.set(attr.GEN_AI_RESPONSE_ID, response.id)
+            self.set(attr.GEN_AI_RESPONSE_MODEL, response.model)
+
+    def terminal(self, response: Response) -> None:
+        """Record what the terminal response carries: ids, usage, finish reason, service tier."""
+        if not self.recording:
+            return
+        try:
+            self._terminal(response)
+        except Exception:
+            self._telemetry_failed("recording the terminal response")
+
+    def _terminal(self, response: Response) -> None:
+        attributes: dict[str, Any] = {
+            attr.GEN_AI_RESPONSE_FINISH_REASONS: (finish_reason(response),),
+        }
+        if response.id is not None:
+            attributes[attr.GEN_AI_RESPONSE_ID] = response.id
+        if response.model is not None:
+            attributes[attr.GEN_AI_RESPONSE_MODEL] = response.model
+        if response.service_tier is not None:
+            attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = response.service_tier
+        usage = response.usage
+        if usage is not None:
+            values = {
+                attr.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+                attr.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+            }
+            if usage.input_tokens_details is not None:
+                details = usage.input_tokens_details
+                values[attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = details.cached_tokens
+                values[attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = details.cache_write_tokens
+            if usage.output_tokens_details is not None:
+                reasoning = usage.output_tokens_details.reasoning_tokens
+                values[attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning
+            attributes.update((k, v) for k, v in values.items() if v is not None)
+        self.span.set_attributes(attributes)
+
+    def end(
+        self,
+        error: BaseException | None = None,
+        *,
+        outcome: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
+        """End the span, once; later calls do nothing.
+
+        Args:
+            error: the failure, if the operation failed (sets status ERROR and ``error.type``).
+            outcome: an ``tracedllm.stream.*`` flag attribute to set to true (closed early,
+                abandoned), for outcomes that are neither success nor error.
+            attributes: extra attributes to set before ending.
+        """
+        if self.ended:
+            return
+        self.ended = True
+        try:
+            if self.recording:
+                self._record_end(error, outcome, attributes)
+            self.span.end()
+        except Exception:
+            self._telemetry_failed("ending the span")
+
+    def _record_end(
+        self, error: BaseException | None, outcome: str | None, attributes: Mapping[str, Any] | None
+    ) -> None:
+        span = self.span
+        if attributes:
+            span.set_attributes(attributes)
+        if outcome is not None:
+            span.set_attribute(outcome, True)
+        if error is None:
+            return
+        kind = error_type(error)
+        span.set_attribute(attr.ERROR_TYPE, kind)
+        if kind != attr.ERROR_TYPE_CANCELLED and isinstance(error, TracedLLMError):
+            span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, str(error) or kind))
