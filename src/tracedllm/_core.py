@@ -95,8 +95,11 @@ class StreamCore:
         try:
             event = ev.parse_event(data)
         except ValidationError:
-            if data.strip() == _DONE:
+            stripped = data.strip()
+            if stripped == _DONE:
                 raise self.fail(self._truncated("the stream sent [DONE]")) from None
+            if not stripped:
+                return None  # an empty data line: nothing to decode, nothing lost
             self.skipped += 1
             logger.warning("tracedllm skipped an undecodable stream event (%d bytes)", len(data))
             return None

@@ -1,0 +1,8 @@
+"""``python -m tracedllm``: the same as the ``tracedllm`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

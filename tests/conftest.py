@@ -1,0 +1,114 @@
+"""Shared fixtures: the real OTel SDK with in-memory exporters, the loopback server, sync/async."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from tracedllm import AsyncClient, Client
+from tracedllm._loopback import LoopbackServer
+
+T = TypeVar("T")
+
+CORPUS_ENV = "TRACEDLLM_CORPUS"
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+
+
+def corpus_dir() -> Path | None:
+    """The recorded-stream corpus: $TRACEDLLM_CORPUS, else ../shared/fixtures beside the repo."""
+    path = Path(os.environ.get(CORPUS_ENV, DEFAULT_CORPUS))
+    return path if (path / "MANIFEST.json").is_file() else None
+
+
+def require_corpus() -> Path:
+    """The corpus directory; under CI a missing corpus fails the run instead of skipping."""
+    path = corpus_dir()
+    if path is None:
+        message = f"recorded corpus not found (set ${CORPUS_ENV} or put it at {DEFAULT_CORPUS})"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def load_manifest() -> list[dict[str, Any]]:
+    """MANIFEST.json entries of the corpus, or [] when it is absent (the tests then fail/skip)."""
+    path = corpus_dir()
+    if path is None:
+        return []
+    entries: list[dict[str, Any]] = json.loads((path / "MANIFEST.json").read_text())
+    return entries
+
+
+@pytest.fixture
+def span_exporter() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def tracer_provider(span_exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    yield provider
+    provider.shutdown()
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    with LoopbackServer() as srv:
+        yield srv
+
+
+class Runner:
+    """Runs the same test body against ``Client`` (sync) or ``AsyncClient`` (async).
+
+    Test bodies are written once as ``async def body(client)`` using :meth:`call`, which awaits
+    async results and passes sync ones through, so both modes run the same case.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.is_async = mode == "async"
+
+    def client(self, **kwargs: Any) -> Client | AsyncClient:
+        kwargs.setdefault("api_key", "sk-test-not-a-real-key")
+        return AsyncClient(**kwargs) if self.is_async else Client(**kwargs)
+
+    @staticmethod
+    async def call(value: T | Awaitable[T]) -> T:
+        if isinstance(value, Awaitable):
+            return await value  # type: ignore[no-any-return]
+        return value
+
+    async def events(self, stream: Any) -> list[Any]:
+        """All events of a stream (re-raising how it ended)."""
+        if self.is_async:
+            return [event async for event in stream]
+        return list(stream)
+
+    async def close(self, thing: Any) -> None:
+        await self.call(thing.aclose() if self.is_async else thing.close())
+
+    def run(self, body: Callable[[], Awaitable[T]]) -> T:
+        return asyncio.run(body())
+
+
+@pytest.fixture(params=["sync", "async"])
+def runner(request: pytest.FixtureRequest) -> Runner:
+    return Runner(request.param)
+
+
+def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
+    """The single finished span; fails if there is not exactly one."""
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 1, [span.name for span in spans]
+    return spans[0]

@@ -1,0 +1,77 @@
+"""The bytes SSE decoder, without any I/O."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tracedllm._sse import SSEDecoder
+
+
+def decode_all(chunks: list[bytes]) -> list[bytes]:
+    decoder = SSEDecoder()
+    out: list[bytes] = []
+    for chunk in chunks:
+        out += decoder.feed(chunk)
+    return out + decoder.flush()
+
+
+def test_event_and_data_lines() -> None:
+    body = b'event: response.created\ndata: {"a":1}\n\nevent: x\ndata: {"b":2}\n\n'
+    assert decode_all([body]) == [b'{"a":1}', b'{"b":2}']
+
+
+def test_missing_event_lines_and_done_sentinel() -> None:
+    assert decode_all([b"data: {}\n\ndata: [DONE]\n\n"]) == [b"{}", b"[DONE]"]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n", b"\r"])
+def test_line_endings(newline: bytes) -> None:
+    body = newline.join([b"event: e", b"data: {}", b"", b"data: 1", b"", b""])
+    assert decode_all([body]) == [b"{}", b"1"]
+
+
+def test_crlf_split_across_chunks() -> None:
+    assert decode_all([b"data: 1\r", b"\n\r", b"\ndata: 2\r\n\r\n"]) == [b"1", b"2"]
+
+
+def test_comments_and_unknown_fields_are_ignored() -> None:
+    body = b": OPENROUTER PROCESSING\n\nid: 7\nretry: 10\nfoo\ndata: x\n: mid\n\n"
+    assert decode_all([body]) == [b"x"]
+
+
+def test_multi_line_data_is_joined_with_newlines() -> None:
+    assert decode_all([b"data: {\ndata:  1}\ndata\n\n"]) == [b"{\n 1}\n"]
+
+
+def test_bom_is_stripped() -> None:
+    assert decode_all([b"\xef\xbb\xbfdata: 1\n\n"]) == [b"1"]
+
+
+def test_multibyte_utf8_split_across_chunks() -> None:
+    payload = '{"delta":"h\u00e9llo \u4e16\u754c \U0001f600"}'.encode()
+    body = b"data: " + payload + b"\n\n"
+    for cut in range(1, len(body)):
+        assert decode_all([body[:cut], body[cut:]]) == [payload]
+
+
+def test_unterminated_last_event_is_kept_at_eof() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: 1\n\ndata: 2") == [b"1"]
+    assert decoder.flush() == [b"2"]
+
+
+def test_nothing_is_returned_until_an_event_ends() -> None:
+    decoder = SSEDecoder()
+    assert decoder.feed(b"data: 1\n") == []
+    assert decoder.feed(b"\n") == [b"1"]
+
+
+@given(st.lists(st.binary(min_size=0, max_size=40), max_size=20), st.data())
+def test_any_chunking_gives_the_same_events(payloads: list[bytes], data: st.DataObject) -> None:
+    payloads = [p.replace(b"\n", b"").replace(b"\r", b"") for p in payloads]
+    body = b"".join(b"event: t\r\ndata: " + p + b"\r\n\r\n" for p in payloads)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
+    chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    assert decode_all(chunks) == payloads
