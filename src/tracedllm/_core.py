@@ -157,7 +157,7 @@ class StreamCore:
         self.final = self.accumulator.final(terminal)
         if self.recorder is not None:
             self.recorder.terminal(self.final)
-            self.recorder.end(attributes=self._stream_attributes())
+            self.recorder.end(attributes=self._stream_attributes(), response=self.final)
 
     def _truncated(self, why: str) -> StreamTruncatedError:
         skipped = f"; {self.skipped} undecodable event(s) skipped" if self.skipped else ""
@@ -187,7 +187,8 @@ class StreamCore:
                     error, ResponseIncompleteError
                 ):
                     extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
-                self.recorder.end(error, attributes=extra)
+                partial = error.response if isinstance(error, StreamError) else None
+                self.recorder.end(error, attributes=extra, response=partial)
         return error
 
     def stop(self, outcome: str) -> None:
@@ -195,7 +196,11 @@ class StreamCore:
         if not self.done:
             self.done = True
             if self.recorder is not None:
-                self.recorder.end(outcome=outcome, attributes=self._stream_attributes())
+                self.recorder.end(
+                    outcome=outcome,
+                    attributes=self._stream_attributes(),
+                    response=self.accumulator.partial(),
+                )
 
     def _stream_attributes(self) -> dict[str, Any]:
         attributes: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}

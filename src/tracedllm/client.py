@@ -45,11 +45,10 @@ class _Attempt:
         self.config = config
         self.url = f"{config.base_url}/responses"
         self.body = json.dumps({**params, "stream": True}).encode()
-        recorder = (
-            None
-            if instrumentation_suppressed()
-            else SpanRecorder.start(tracer, config.span_attributes(params))
-        )
+        recorder = None
+        if not instrumentation_suppressed():
+            attributes = config.span_attributes(params)
+            recorder = SpanRecorder.start(tracer, attributes, params, config.capture_content)
         self.core = StreamCore(recorder)
         self.retries = 0
 
@@ -207,6 +206,10 @@ class Client:
             Only applies to the client tracedllm creates.
         max_retries: retries for 408/409/429/5xx and connection errors before the first byte.
         default_headers: extra headers sent with every request.
+        capture_content: record message content (off by default): ``True`` or ``"SPAN_ONLY"``
+            for span attributes, ``"EVENT_ONLY"`` / ``"SPAN_AND_EVENT"`` for the
+            ``gen_ai.client.inference.operation.details`` log event; ``None`` reads
+            ``$OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
     """
 
     def __init__(
@@ -220,6 +223,7 @@ class Client:
         timeout: float | httpx.Timeout | None = None,
         max_retries: int = 2,
         default_headers: dict[str, str] | None = None,
+        capture_content: bool | str | None = None,
     ) -> None:
         self.config = ClientConfig.create(
             api_key=api_key,
@@ -228,6 +232,7 @@ class Client:
             timeout=timeout,
             max_retries=max_retries,
             default_headers=default_headers,
+            capture_content=capture_content,
         )
         self.tracer = get_tracer(tracer_provider)
         self._owns_http = http_client is None
@@ -354,6 +359,7 @@ class AsyncClient:
         timeout: float | httpx.Timeout | None = None,
         max_retries: int = 2,
         default_headers: dict[str, str] | None = None,
+        capture_content: bool | str | None = None,
     ) -> None:
         self.config = ClientConfig.create(
             api_key=api_key,
@@ -362,6 +368,7 @@ class AsyncClient:
             timeout=timeout,
             max_retries=max_retries,
             default_headers=default_headers,
+            capture_content=capture_content,
         )
         self.tracer = get_tracer(tracer_provider)
         self._owns_http = http_client is None

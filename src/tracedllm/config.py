@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from ._content import CaptureMode, capture_mode
 from ._version import __version__
 from .tracing import request_attributes
 
@@ -57,6 +58,7 @@ class ClientConfig:
     server_port: int
     max_retries: int
     timeout: httpx.Timeout
+    capture_content: CaptureMode
     headers: dict[str, str] = field(repr=False)
 
     @classmethod
@@ -69,6 +71,7 @@ class ClientConfig:
         timeout: float | httpx.Timeout | None,
         max_retries: int,
         default_headers: dict[str, str] | None,
+        capture_content: bool | str | None = None,
     ) -> ClientConfig:
         """Resolve arguments against ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` and the defaults."""
         if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
@@ -98,6 +101,7 @@ class ClientConfig:
             server_port=url.port or (443 if url.scheme == "https" else 80),
             max_retries=max_retries,
             timeout=DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout),
+            capture_content=capture_mode(capture_content),
             headers=headers,
         )
 

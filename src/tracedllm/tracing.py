@@ -13,11 +13,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import _logs, trace
 from opentelemetry import context as otel_context
-from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
+from . import _content
 from . import attributes as attr
+from ._content import CaptureMode
 from ._version import __version__
 from .errors import TracedLLMError
 from .models import CustomToolCallItem, FunctionCallItem, Response
@@ -117,17 +119,32 @@ def error_type(error: BaseException) -> str:
 class SpanRecorder:
     """Records one request's span as its stream progresses; ends it exactly once."""
 
-    __slots__ = ("_failed_once", "ended", "recording", "span")
+    __slots__ = ("_capture", "_content", "_failed_once", "ended", "recording", "span")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, capture: CaptureMode = CaptureMode.NO_CONTENT) -> None:
         self.span = span
         self.recording = span.is_recording()
         self.ended = False
         self._failed_once = False
+        self._capture = capture if self.recording else CaptureMode.NO_CONTENT
+        self._content: dict[str, Any] = {}
 
     @classmethod
-    def start(cls, tracer: Tracer, attributes: dict[str, Any]) -> SpanRecorder:
-        """Start the CLIENT span ``chat {model}`` (not made current)."""
+    def start(
+        cls,
+        tracer: Tracer,
+        attributes: dict[str, Any],
+        params: Mapping[str, Any] | None = None,
+        capture: CaptureMode = CaptureMode.NO_CONTENT,
+    ) -> SpanRecorder:
+        """Start the CLIENT span ``chat {model}`` (not made current).
+
+        Args:
+            tracer: the tracer to use.
+            attributes: the span-start attributes (:func:`request_attributes`).
+            params: the request parameters, for opt-in content capture.
+            capture: where message content goes (off by default).
+        """
         model = attributes.get(attr.GEN_AI_REQUEST_MODEL)
         name = f"{attr.OPERATION_CHAT} {model}" if model else attr.OPERATION_CHAT
         try:
@@ -135,7 +152,53 @@ class SpanRecorder:
         except Exception:
             logger.debug("tracedllm could not start a span", exc_info=True)
             span = trace.INVALID_SPAN
-        return cls(span)
+        recorder = cls(span, capture)
+        if recorder._capture is not CaptureMode.NO_CONTENT and params is not None:
+            recorder._record_input(params)
+        return recorder
+
+    def _record_input(self, params: Mapping[str, Any]) -> None:
+        try:
+            content = {
+                attr.GEN_AI_INPUT_MESSAGES: _content.input_messages(params),
+                attr.GEN_AI_SYSTEM_INSTRUCTIONS: _content.system_instructions(params),
+            }
+            self._content = {key: value for key, value in content.items() if value}
+            if self._capture.on_span:
+                self.span.set_attributes(
+                    {key: _content.to_json(value) for key, value in self._content.items()}
+                )
+        except Exception:
+            self._telemetry_failed("capturing input content")
+
+    def _record_output(self, response: Response | None, reason: str) -> None:
+        try:
+            if response is not None:
+                self._content[attr.GEN_AI_OUTPUT_MESSAGES] = _content.output_messages(
+                    response, reason
+                )
+            if self._capture.on_span and attr.GEN_AI_OUTPUT_MESSAGES in self._content:
+                output = _content.to_json(self._content[attr.GEN_AI_OUTPUT_MESSAGES])
+                self.span.set_attribute(attr.GEN_AI_OUTPUT_MESSAGES, output)
+            if self._capture.as_event:
+                self._emit_event()
+        except Exception:
+            self._telemetry_failed("capturing output content")
+
+    def _emit_event(self) -> None:
+        attributes = getattr(self.span, "attributes", None) or {}
+        _logs.get_logger("tracedllm", __version__).emit(
+            event_name=attr.GEN_AI_OPERATION_DETAILS_EVENT,
+            body=self._content,
+            attributes={
+                k: v
+                for k, v in attributes.items()
+                if not k.startswith("gen_ai.input")
+                and not k.startswith("gen_ai.output")
+                and k != attr.GEN_AI_SYSTEM_INSTRUCTIONS
+            },
+            context=trace.set_span_in_context(self.span),
+        )
 
     def _telemetry_failed(self, what: str) -> None:
         if not self._failed_once:
@@ -205,6 +268,7 @@ class SpanRecorder:
         *,
         outcome: str | None = None,
         attributes: Mapping[str, Any] | None = None,
+        response: Response | None = None,
     ) -> None:
         """End the span, once; later calls do nothing.
 
@@ -213,6 +277,7 @@ class SpanRecorder:
             outcome: an ``tracedllm.stream.*`` flag attribute to set to true (closed early,
                 abandoned), for outcomes that are neither success nor error.
             attributes: extra attributes to set before ending.
+            response: the final (or partial) response, for opt-in content capture.
         """
         if self.ended:
             return
@@ -220,6 +285,11 @@ class SpanRecorder:
         try:
             if self.recording:
                 self._record_end(error, outcome, attributes)
+                if self._capture is not CaptureMode.NO_CONTENT:
+                    reason = attr.FINISH_ERROR if error is not None else None
+                    if response is not None and reason is None:
+                        reason = finish_reason(response)
+                    self._record_output(response, reason or attr.FINISH_ERROR)
             self.span.end()
         except Exception:
             self._telemetry_failed("ending the span")
