@@ -23,8 +23,9 @@ from .errors import (
     StreamError,
     StreamTruncatedError,
 )
+from .metrics import GenAIMetrics
 from .models import Response
-from .tracing import SpanRecorder
+from .tracing import SpanRecorder, error_type
 
 __all__ = ["StreamCore"]
 
@@ -46,9 +47,14 @@ class StreamCore:
     """
 
     __slots__ = (
+        "_chunk_intervals",
         "_decoder",
-        "_first_output_pending",
+        "_first_chunk",
+        "_last_chunk",
+        "_metric_attributes",
+        "_metrics",
         "_started_at",
+        "_timed",
         "accumulator",
         "done",
         "error",
@@ -59,7 +65,10 @@ class StreamCore:
     )
 
     def __init__(
-        self, recorder: SpanRecorder | None = None, started_at: float | None = None
+        self,
+        recorder: SpanRecorder | None = None,
+        metrics: GenAIMetrics | None = None,
+        metric_attributes: dict[str, Any] | None = None,
     ) -> None:
         self._decoder = SSEDecoder()
         self.accumulator = Accumulator()
@@ -69,8 +78,13 @@ class StreamCore:
         self.error: BaseException | None = None
         self.events = 0
         self.skipped = 0
-        self._started_at = time.perf_counter() if started_at is None else started_at
-        self._first_output_pending = recorder is not None and recorder.recording
+        self._metrics = metrics
+        self._metric_attributes = metric_attributes or {}
+        self._timed = recorder is not None or metrics is not None
+        self._started_at = time.perf_counter()
+        self._first_chunk: float | None = None
+        self._last_chunk = 0.0
+        self._chunk_intervals: list[float] = []
 
     def decode(self, chunk: bytes) -> list[bytes]:
         """Split a network chunk into complete event payloads."""
@@ -106,8 +120,8 @@ class StreamCore:
         self.events += 1
         kind = event.type
         self.accumulator.feed(event)
-        if self._first_output_pending and (kind.endswith(".delta") if kind else False):
-            self._record_first_output()
+        if self._timed and kind is not None and kind.endswith(".delta"):
+            self._chunk()
         if kind in _LIFECYCLE:
             if self.recorder is not None and isinstance(event, _LIFECYCLE_EVENTS):
                 self.recorder.response_started(event.response)
@@ -115,11 +129,16 @@ class StreamCore:
             self._terminal(event)
         return event
 
-    def _record_first_output(self) -> None:
-        self._first_output_pending = False
-        assert self.recorder is not None
-        seconds = time.perf_counter() - self._started_at
-        self.recorder.set(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, seconds)
+    def _chunk(self) -> None:
+        """An output chunk arrived: time to first chunk, then the gaps between chunks."""
+        now = time.perf_counter()
+        if self._first_chunk is None:
+            self._first_chunk = now - self._started_at
+            if self.recorder is not None:
+                self.recorder.set(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._first_chunk)
+        else:
+            self._chunk_intervals.append(now - self._last_chunk)
+        self._last_chunk = now
 
     def _terminal(self, event: ev.Event) -> None:
         if isinstance(event, ev.ResponseCompletedEvent):
@@ -151,13 +170,12 @@ class StreamCore:
         raise self.fail(error)
 
     def _complete(self, terminal: Response) -> None:
-        if self._first_output_pending:
-            self._record_first_output()
-        self.done = True
+        if self._timed and self._first_chunk is None:
+            self._chunk()  # a stream without deltas: its output arrived with the terminal event
         self.final = self.accumulator.final(terminal)
         if self.recorder is not None:
             self.recorder.terminal(self.final)
-            self.recorder.end(attributes=self._stream_attributes(), response=self.final)
+        self._finish(self.final)
 
     def _truncated(self, why: str) -> StreamTruncatedError:
         skipped = f"; {self.skipped} undecodable event(s) skipped" if self.skipped else ""
@@ -177,36 +195,54 @@ class StreamCore:
             raise self.fail(self._truncated("the stream ended"))
 
     def fail(self, error: BaseException) -> BaseException:
-        """End the stream with ``error`` (recorded on the span once); returns it for raising."""
+        """End the stream with ``error`` (recorded once); returns it for raising."""
         if not self.done:
-            self.done = True
             self.error = error
-            if self.recorder is not None:
-                extra = self._stream_attributes()
-                if isinstance(error, StreamError) and not isinstance(
-                    error, ResponseIncompleteError
-                ):
-                    extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
-                partial = error.response if isinstance(error, StreamError) else None
-                self.recorder.end(error, attributes=extra, response=partial)
+            response = error.response if isinstance(error, StreamError) else None
+            self._finish(response, error=error)
         return error
 
     def stop(self, outcome: str) -> None:
         """The caller stopped before the end (closed early, abandoned): not an error."""
         if not self.done:
-            self.done = True
-            if self.recorder is not None:
-                self.recorder.end(
-                    outcome=outcome,
-                    attributes=self._stream_attributes(),
-                    response=self.accumulator.partial(),
-                )
+            self._finish(self.accumulator.partial(), outcome=outcome)
 
-    def _stream_attributes(self) -> dict[str, Any]:
-        attributes: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}
-        if self.skipped:
-            attributes[attr.TRACEDLLM_STREAM_SKIPPED_EVENTS] = self.skipped
-        return attributes
+    def _finish(
+        self,
+        response: Response | None,
+        *,
+        error: BaseException | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        """End the span and record the metrics, exactly once."""
+        self.done = True
+        if self.recorder is not None:
+            extra: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}
+            if self.skipped:
+                extra[attr.TRACEDLLM_STREAM_SKIPPED_EVENTS] = self.skipped
+            if isinstance(error, StreamError) and not isinstance(error, ResponseIncompleteError):
+                extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
+            self.recorder.end(error, outcome=outcome, attributes=extra, response=response)
+        if self._metrics is not None:
+            self._record_metrics(response, error)
+
+    def _record_metrics(self, response: Response | None, error: BaseException | None) -> None:
+        assert self._metrics is not None
+        attributes = self._metric_attributes
+        model = (response or self.accumulator.response or Response()).model
+        if model is not None:
+            attributes = {**attributes, attr.GEN_AI_RESPONSE_MODEL: model}
+        try:
+            self._metrics.record(
+                attributes,
+                duration=time.perf_counter() - self._started_at,
+                error_type=error_type(error) if error is not None else None,
+                usage=response.usage if response is not None else None,
+                first_chunk=self._first_chunk,
+                chunk_intervals=self._chunk_intervals,
+            )
+        except Exception:
+            logger.debug("tracedllm could not record metrics", exc_info=True)
 
     def result(self) -> Response:
         """The final response of a finished stream; raises the error it ended with."""

@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, Literal, overload
 
 import httpx
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 
 from . import attributes as attr
 from ._core import StreamCore
@@ -28,6 +28,7 @@ from .errors import (
     APITimeoutError,
     UnexpectedContentTypeError,
 )
+from .metrics import GenAIMetrics, metric_attributes
 from .models import Response
 from .streaming import AsyncResponseStream, ResponseStream
 from .tracing import SpanRecorder, get_tracer, instrumentation_suppressed
@@ -38,18 +39,25 @@ __all__ = ["AsyncClient", "Client"]
 class _Attempt:
     """The pure part of one request: its body, its span, and what to do after each failure."""
 
-    def __init__(self, config: ClientConfig, tracer: trace.Tracer, params: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        tracer: trace.Tracer,
+        metrics: GenAIMetrics,
+        params: dict[str, Any],
+    ) -> None:
         model = params.get("model")
         if not isinstance(model, str) or not model:
             raise TypeError("responses.create() needs model=<a non-empty string>")
         self.config = config
         self.url = f"{config.base_url}/responses"
         self.body = json.dumps({**params, "stream": True}).encode()
-        recorder = None
-        if not instrumentation_suppressed():
+        if instrumentation_suppressed():
+            self.core = StreamCore()
+        else:
             attributes = config.span_attributes(params)
             recorder = SpanRecorder.start(tracer, attributes, params, config.capture_content)
-        self.core = StreamCore(recorder)
+            self.core = StreamCore(recorder, metrics, metric_attributes(attributes))
         self.retries = 0
 
     @contextmanager
@@ -136,7 +144,7 @@ class Responses:
 
     def _open(self, params: dict[str, Any]) -> ResponseStream:
         client = self._client
-        attempt = _Attempt(client.config, client.tracer, params)
+        attempt = _Attempt(client.config, client.tracer, client.metrics, params)
         try:
             while True:
                 try:
@@ -200,6 +208,7 @@ class Client:
         provider_name: the ``gen_ai.provider.name`` to record; by default derived from the host
             (``openai`` for api.openai.com and unknown hosts, ``azure.ai.openai`` for Azure...).
         tracer_provider: where spans go; defaults to the global tracer provider.
+        meter_provider: where the GenAI metrics go; defaults to the global meter provider.
         http_client: an ``httpx.Client`` to use (you keep ownership); by default one is created
             and closed by :meth:`close`.
         timeout: seconds (or an ``httpx.Timeout``); default 5 s to connect, 600 s between bytes.
@@ -219,6 +228,7 @@ class Client:
         base_url: str | None = None,
         provider_name: str | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
         http_client: httpx.Client | None = None,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int = 2,
@@ -235,6 +245,7 @@ class Client:
             capture_content=capture_content,
         )
         self.tracer = get_tracer(tracer_provider)
+        self.metrics = GenAIMetrics(meter_provider)
         self._owns_http = http_client is None
         self.http = http_client or httpx.Client(timeout=self.config.timeout)
         self.responses = Responses(self)
@@ -291,7 +302,7 @@ class AsyncResponses:
 
     async def _open(self, params: dict[str, Any]) -> AsyncResponseStream:
         client = self._client
-        attempt = _Attempt(client.config, client.tracer, params)
+        attempt = _Attempt(client.config, client.tracer, client.metrics, params)
         try:
             while True:
                 try:
@@ -355,6 +366,7 @@ class AsyncClient:
         base_url: str | None = None,
         provider_name: str | None = None,
         tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
         http_client: httpx.AsyncClient | None = None,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int = 2,
@@ -371,6 +383,7 @@ class AsyncClient:
             capture_content=capture_content,
         )
         self.tracer = get_tracer(tracer_provider)
+        self.metrics = GenAIMetrics(meter_provider)
         self._owns_http = http_client is None
         self.http = http_client or httpx.AsyncClient(timeout=self.config.timeout)
         self.responses = AsyncResponses(self)
