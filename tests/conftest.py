@@ -1,4 +1,4 @@
-"""Shared fixtures: the real OTel SDK with in-memory exporters, the loopback server, sync/async."""
+"""Shared fixtures: the loopback server, sync/async runner, the recorded corpus."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tracedllm import AsyncClient, Client
 from tracedllm._loopback import LoopbackServer
+
+# span_exporter, tracer_provider, genai_spans, metric_reader, meter_provider and sse_server come
+# from tracedllm's own pytest plugin (tracedllm.pytest_plugin), which these tests dogfood.
+pytest_plugins = ["pytester"]
 
 T = TypeVar("T")
 
@@ -47,19 +50,6 @@ def load_manifest() -> list[dict[str, Any]]:
         return []
     entries: list[dict[str, Any]] = json.loads((path / "MANIFEST.json").read_text())
     return entries
-
-
-@pytest.fixture
-def span_exporter() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
-
-
-@pytest.fixture
-def tracer_provider(span_exporter: InMemorySpanExporter) -> Iterator[TracerProvider]:
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(span_exporter))
-    yield provider
-    provider.shutdown()
 
 
 @pytest.fixture

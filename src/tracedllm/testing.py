@@ -1,4 +1,8 @@
-"""Helpers for testing code that uses tracedllm: synthetic streams in a few lines.
+"""Helpers for testing code that uses tracedllm: synthetic streams, a loopback server, span checks.
+
+The pytest plugin (:mod:`tracedllm.pytest_plugin`, active when tracedllm is installed) provides
+fixtures built on these: ``sse_server``, ``span_exporter``, ``tracer_provider``, ``genai_spans``,
+``metric_reader`` and ``meter_provider``.
 
 >>> body = stream_of(text="hello", usage={"input_tokens": 3, "output_tokens": 1})
 >>> import tracedllm
@@ -8,16 +12,27 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
 
+from . import attributes as attr
 from ._loopback import LoopbackServer, RecordedRequest, Reply, sse_body
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
 __all__ = [
+    "VOLATILE_ATTRIBUTES",
     "LoopbackServer",
     "RecordedRequest",
     "Reply",
+    "SSEServer",
+    "assert_genai_span",
     "events_of",
+    "reply_for",
+    "spans_as_dicts",
     "sse_body",
     "stream_of",
 ]
@@ -208,3 +223,131 @@ def stream_of(*, done: bool = False, crlf: bool = False, **kwargs: Any) -> bytes
         crlf: use CRLF line endings.
     """
     return sse_body(events_of(**kwargs), done=done, crlf=crlf)
+
+
+StreamSource = Union[bytes, str, "os.PathLike[str]", Sequence[Mapping[str, Any]]]
+"""A stream to serve: SSE bytes, a path to a recorded ``.sse`` file, or a list of event dicts."""
+
+
+def reply_for(source: StreamSource | Reply) -> Reply:
+    """The :class:`Reply` that serves a stream source (a ``Reply`` passes through)."""
+    if isinstance(source, Reply):
+        return source
+    if isinstance(source, bytes):
+        return Reply(body=source)
+    if isinstance(source, (str, os.PathLike)):
+        return Reply(body=Path(source).read_bytes())
+    return Reply(body=sse_body(source))
+
+
+class SSEServer(LoopbackServer):
+    """A loopback server for tests: ``serve()`` queues streams to answer the next requests.
+
+    Point a client at :attr:`base_url`; every request is recorded in :attr:`requests`.
+    """
+
+    def serve(self, *sources: StreamSource | Reply) -> SSEServer:
+        """Answer the next requests, in order, with these streams (or replies)."""
+        self.enqueue(*(reply_for(source) for source in sources))
+        return self
+
+
+_SPAN_FIELDS = {
+    "model": attr.GEN_AI_REQUEST_MODEL,
+    "response_model": attr.GEN_AI_RESPONSE_MODEL,
+    "response_id": attr.GEN_AI_RESPONSE_ID,
+    "provider": attr.GEN_AI_PROVIDER_NAME,
+    "input_tokens": attr.GEN_AI_USAGE_INPUT_TOKENS,
+    "output_tokens": attr.GEN_AI_USAGE_OUTPUT_TOKENS,
+    "cached_tokens": attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    "reasoning_tokens": attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+    "error_type": attr.ERROR_TYPE,
+}
+_MISSING = object()
+
+
+def assert_genai_span(
+    span: ReadableSpan,
+    *,
+    status: Literal["unset", "ok", "error"] | None = None,
+    finish_reasons: Sequence[str] | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> None:
+    """Assert a GenAI span's status and attributes; fails with one line per difference.
+
+    Args:
+        span: a finished span (e.g. from the ``genai_spans`` fixture).
+        status: the expected status code.
+        finish_reasons: the expected ``gen_ai.response.finish_reasons``.
+        attributes: any other attributes to check, by full name; ``None`` means "absent".
+        **fields: shortcuts: ``model``, ``response_model``, ``response_id``, ``provider``,
+            ``input_tokens``, ``output_tokens``, ``cached_tokens``, ``reasoning_tokens``,
+            ``error_type`` (``None`` means "absent").
+    """
+    unknown = set(fields) - set(_SPAN_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown field(s) {sorted(unknown)}; known: {sorted(_SPAN_FIELDS)}")
+    expected: dict[str, Any] = {_SPAN_FIELDS[key]: value for key, value in fields.items()}
+    expected.update(attributes or {})
+    if finish_reasons is not None:
+        expected[attr.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(finish_reasons)
+    actual = dict(span.attributes or {})
+    problems = [
+        f"  {name}: expected {value!r}, got {'<absent>' if got is _MISSING else repr(got)}"
+        for name, value in expected.items()
+        if (got := actual.get(name, _MISSING)) != (_MISSING if value is None else value)
+    ]
+    if status is not None and span.status.status_code.name.lower() != status:
+        problems.insert(
+            0, f"  status: expected {status!r}, got {span.status.status_code.name.lower()!r}"
+        )
+    if problems:
+        raise AssertionError(f"span {span.name!r} differs:\n" + "\n".join(problems))
+
+
+VOLATILE_ATTRIBUTES = (attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, attr.SERVER_PORT)
+
+
+def spans_as_dicts(
+    spans: Iterable[ReadableSpan], *, volatile: Sequence[str] = VOLATILE_ATTRIBUTES
+) -> list[dict[str, Any]]:
+    """Spans as plain dicts for snapshot tests, with deterministic ids and times.
+
+    Trace and span ids become 1, 2, ... in order of appearance, times become the span's rank
+    among all start/end instants, and the ``volatile`` attributes become ``"<volatile>"``.
+    """
+    spans = list(spans)
+    ids: dict[int, int] = {}
+    instants = sorted({t for s in spans for t in (s.start_time, s.end_time) if t is not None})
+    rank = {t: index for index, t in enumerate(instants)}
+
+    def number(value: int | None) -> int | None:
+        return None if value is None else ids.setdefault(value, len(ids) + 1)
+
+    result = []
+    for span in spans:
+        context = span.context
+        attributes = {
+            key: ("<volatile>" if key in volatile else value)
+            for key, value in sorted((span.attributes or {}).items())
+        }
+        result.append(
+            {
+                "name": span.name,
+                "kind": span.kind.name,
+                "trace_id": number(context.trace_id if context else None),
+                "span_id": number(context.span_id if context else None),
+                "parent_id": number(span.parent.span_id if span.parent else None),
+                "start_time": rank.get(span.start_time) if span.start_time else None,
+                "end_time": rank.get(span.end_time) if span.end_time else None,
+                "status": span.status.status_code.name,
+                "attributes": attributes,
+                "events": [
+                    {"name": event.name, "attributes": dict(event.attributes or {})}
+                    for event in span.events
+                    if event.name != "exception"
+                ],
+            }
+        )
+    return result
