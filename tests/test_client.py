@@ -557,3 +557,14 @@ def test_sync_and_async_signatures_match(sync: Any, async_: Any) -> None:
         ]
 
     assert shape(sync) == shape(async_)
+
+
+def test_plain_http_to_a_remote_host_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="tracedllm"):
+        for _ in range(3):
+            tracedllm.Client(base_url="http://llm.internal.example:8000/v1").close()
+        tracedllm.Client(base_url="http://localhost:8000/v1").close()
+        tracedllm.Client(base_url="https://llm.example/v1").close()
+    warnings = [r for r in caplog.records if "plain http" in r.getMessage()]
+    assert len(warnings) == 1
+    assert "llm.internal.example" in warnings[0].getMessage()

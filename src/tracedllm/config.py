@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -48,6 +49,12 @@ def provider_for_host(host: str) -> str:
     return "openai"
 
 
+@functools.lru_cache(maxsize=64)
+def _warn_plain_http(host: str) -> None:
+    """Warn once per host (per process) about a non-loopback plain-http base URL."""
+    logger.warning("tracedllm: base_url %s is plain http; requests travel unencrypted", host)
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """Everything a client needs to build requests and spans; the API key stays out of ``repr``."""
@@ -82,10 +89,7 @@ class ClientConfig:
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
         if url.scheme == "http" and url.host not in _LOOPBACK_HOSTS:
-            logger.warning(
-                "tracedllm: base_url %s is plain http; the API key would travel unencrypted",
-                url.host,
-            )
+            _warn_plain_http(url.host)
         headers = {
             "accept": "text/event-stream",
             "content-type": "application/json",
