@@ -18,7 +18,7 @@ from tracedllm._loopback import LoopbackServer
 
 # span_exporter, tracer_provider, genai_spans, metric_reader, meter_provider and sse_server come
 # from tracedllm's own pytest plugin (tracedllm.pytest_plugin), which these tests dogfood.
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "phoenix_backend"]
 
 T = TypeVar("T")
 
