@@ -58,7 +58,8 @@ def _providers() -> tuple[TracerProvider, InMemorySpanExporter]:
             f"warning: no collector answers at {endpoint}; spans will not be exported",
             file=sys.stderr,
         )
-    provider = configure_tracing("tracedllm-demo", otlp=bool(endpoint), set_global=False)
+    service = os.environ.get("OTEL_SERVICE_NAME") or "tracedllm-demo"
+    provider = configure_tracing(service, otlp=bool(endpoint), set_global=False)
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider, exporter
