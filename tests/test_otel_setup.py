@@ -1,7 +1,8 @@
 """Tests for `tracedllm.otel.configure_tracing` against a real OTLP receiver on loopback.
 
 Where globals or exit hooks matter, the code runs in a subprocess (``sys.executable -c``); the
-rest builds private providers (``set_global=False``) in-process.
+rest builds private providers (``set_global=False``) in-process. Metrics are checked end to end:
+a `tracedllm.Client` request against a loopback SSE server, exported over both protocols.
 """
 
 from __future__ import annotations
@@ -12,16 +13,44 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry import metrics
+from opentelemetry.metrics import NoOpMeter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otlp_receiver import OTLPReceiver
-from tracedllm.otel import configure_tracing, resolve_protocol
+from otlp_receiver import OTLPReceiver, ReceivedMetric
+from tracedllm import Client
+from tracedllm.otel import (
+    _ShutdownGuard,
+    configure_tracing,
+    configured_meter_provider,
+    resolve_protocol,
+)
+from tracedllm.testing import SSEServer, stream_of
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PROTOCOLS = ["grpc", "http/protobuf"]
+DURATION = "gen_ai.client.operation.duration"
+TOKENS = "gen_ai.client.token.usage"
+USAGE = {"input_tokens": 3, "output_tokens": 1}
+# One traced streaming request through tracedllm.Client, for the subprocesses below.
+CLIENT_REQUEST = f"""
+from tracedllm import Client
+from tracedllm.testing import SSEServer, stream_of
+with SSEServer() as server:
+    server.serve(stream_of(text="hi", usage={USAGE!r}))
+    client = Client(base_url=server.base_url, api_key="k")
+    with client.responses.stream(model="gpt-4.1", input="hello") as stream:
+        for _ in stream:
+            pass
+    client.close()
+"""
 
 
 @pytest.fixture
@@ -59,6 +88,39 @@ def run_py(
         check=False,
     )
     return proc, time.monotonic() - started
+
+
+def client_request(tracer_provider: TracerProvider, meter_provider: MeterProvider | None) -> None:
+    """The same request as `CLIENT_REQUEST`, in-process, through the given providers."""
+    with SSEServer() as server:
+        server.serve(stream_of(text="hi", usage=USAGE))
+        client = Client(
+            base_url=server.base_url,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+        with client.responses.stream(model="gpt-4.1", input="hello") as stream:
+            for _ in stream:
+                pass
+        client.close()
+
+
+def points_by(metric: ReceivedMetric, key: str) -> dict[Any, tuple[float, int]]:
+    """Histogram ``(sum, count)`` by the value of attribute ``key``."""
+    return {attrs.get(key): (total, count) for attrs, total, count in metric.points()}
+
+
+def assert_genai_metrics(received: dict[str, ReceivedMetric], service: str) -> None:
+    duration, tokens = received[DURATION], received[TOKENS]
+    ((attrs, _, count),) = duration.points()
+    assert count == 1
+    assert attrs["gen_ai.operation.name"] == "chat"
+    assert attrs["gen_ai.request.model"] == "gpt-4.1"
+    assert duration.metric.unit == "s"
+    assert points_by(tokens, "gen_ai.token.type") == {"input": (3, 1), "output": (1, 1)}
+    for metric in (duration, tokens):
+        assert metric.scope_name == "tracedllm"
+        assert metric.resource["service.name"] == service
 
 
 def closed_port() -> int:
@@ -103,6 +165,124 @@ def test_env_configured_export_is_flushed_at_exit(receiver: OTLPReceiver, protoc
     assert child.resource["telemetry.sdk.name"] == "opentelemetry"
     if protocol != "grpc":
         assert [r.path for r in receiver.received] == ["/v1/traces"]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_client_request_exports_span_and_metrics_at_exit(
+    receiver: OTLPReceiver, protocol: str
+) -> None:
+    # The default export interval (60 s) never elapses: the metrics arrive from the exit flush.
+    proc, wall = run_py(
+        textwrap.dedent(
+            """
+            from opentelemetry import metrics
+            from opentelemetry.sdk.metrics import MeterProvider
+            from tracedllm.otel import configure_tracing, configured_meter_provider
+            provider = configure_tracing("svc-metrics")
+            meter_provider = configured_meter_provider(provider)
+            assert isinstance(meter_provider, MeterProvider)
+            assert metrics.get_meter_provider() is meter_provider
+            assert configured_meter_provider(configure_tracing()) is meter_provider  # reused
+            """
+        )
+        + CLIENT_REQUEST,
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": _endpoint(receiver, protocol),
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    (span,) = receiver.wait_for_spans(1)
+    assert span.name == "chat gpt-4.1"
+    assert span.attributes["gen_ai.usage.input_tokens"] == 3
+    assert span.resource["service.name"] == "svc-metrics"
+    received = receiver.wait_for_metrics({DURATION, TOKENS})
+    assert_genai_metrics(received, "svc-metrics")
+    transport = protocol.split("/")[0]
+    assert {m.transport for m in received.values()} == {transport}
+    assert len(receiver.received_metrics) == 1  # one export: the flush at exit
+    if protocol != "grpc":
+        assert [r.path for r in receiver.received] == ["/v1/traces"]
+        assert [r.path for r in receiver.received_metrics] == ["/v1/metrics"]
+    assert wall < 5.0
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_private_meter_provider_exports_periodically_and_shuts_down_with_the_tracer_provider(
+    receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
+    global_meter_provider = metrics.get_meter_provider()
+    provider = configure_tracing(
+        "private",
+        endpoint=_endpoint(receiver, protocol),
+        protocol=protocol,  # type: ignore[arg-type]
+        headers={"X-Key": "k2"},
+        set_global=False,
+    )
+    meter_provider = configured_meter_provider(provider)
+    assert isinstance(meter_provider, MeterProvider)
+    assert metrics.get_meter_provider() is global_meter_provider
+    client_request(provider, meter_provider)
+    assert_genai_metrics(receiver.wait_for_metrics({DURATION, TOKENS}, timeout=5), "private")
+    assert receiver.received_metrics[0].headers["x-key"] == "k2"
+    reader_thread = meter_provider._tracedllm_reader._daemon_thread  # type: ignore[attr-defined]
+    assert reader_thread.is_alive()
+    provider.shutdown()  # also shuts the meter provider down
+    assert not reader_thread.is_alive()
+    assert [s.name for s in receiver.wait_for_spans(1)] == ["chat gpt-4.1"]
+
+
+def test_no_meter_provider_without_metrics_or_otlp() -> None:
+    for kwargs in ({"metrics": False}, {"otlp": False}):
+        provider = configure_tracing(set_global=False, **kwargs)  # type: ignore[arg-type]
+        assert configured_meter_provider(provider) is None
+        provider.shutdown()
+    assert configured_meter_provider(TracerProvider()) is None
+
+
+def test_metrics_false_leaves_the_global_meter_provider_alone() -> None:
+    proc, _ = run_py(
+        """
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from tracedllm.otel import configure_tracing, configured_meter_provider
+        provider = configure_tracing("t", metrics=False)
+        assert trace.get_tracer_provider() is provider
+        assert not isinstance(metrics.get_meter_provider(), MeterProvider)
+        assert configured_meter_provider(provider) is None
+        """
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_metrics_signal_specific_env_wins(
+    receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=generic")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "7")
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{receiver.http_endpoint}/custom/v1/metrics"
+    )
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/protobuf")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_HEADERS", "x-tenant=metrics%20only")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TIMEOUT", "1.5")
+    provider = configure_tracing("env", set_global=False)
+    meter_provider = configured_meter_provider(provider)
+    exporter = meter_provider._tracedllm_guard.inner  # type: ignore[union-attr]
+    assert exporter._client._timeout == 1.5
+    client_request(provider, meter_provider)
+    provider.shutdown()
+    (traces,) = receiver.received
+    assert traces.transport == "grpc"
+    assert traces.headers["x-tenant"] == "generic"
+    (metrics_request,) = receiver.received_metrics
+    assert metrics_request.transport == "http"
+    assert metrics_request.path == "/custom/v1/metrics"
+    assert metrics_request.headers["x-tenant"] == "metrics only"
+    assert_genai_metrics(receiver.wait_for_metrics({DURATION, TOKENS}), "env")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -178,8 +358,10 @@ def test_traces_endpoint_used_as_is_and_base_endpoint_appended(
             monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", traces_endpoint)
         provider = configure_tracing(set_global=False)
         provider.get_tracer("t").start_span("e").end()
+        record_metric(provider)
         provider.shutdown()
     assert [r.path for r in receiver.received] == ["/base/v1/traces", "/custom/ingest"]
+    assert [r.path for r in receiver.received_metrics] == ["/base/v1/metrics"] * 2
 
 
 def test_explicit_http_endpoint_base_or_full(receiver: OTLPReceiver) -> None:
@@ -191,8 +373,34 @@ def test_explicit_http_endpoint_base_or_full(receiver: OTLPReceiver) -> None:
     for endpoint, protocol in cases:
         provider = configure_tracing(endpoint=endpoint, protocol=protocol, set_global=False)  # type: ignore[arg-type]
         provider.get_tracer("t").start_span("e").end()
+        record_metric(provider)
         provider.shutdown()
     assert [r.path for r in receiver.received] == ["/v1/traces"] * 3
+    assert [r.path for r in receiver.received_metrics] == ["/v1/metrics"] * 3
+
+
+def record_metric(provider: TracerProvider, name: str = "h") -> None:
+    meter_provider = configured_meter_provider(provider)
+    assert meter_provider is not None
+    meter_provider.get_meter("t").create_histogram(name).record(1.0)
+
+
+def test_other_explicit_http_path_leaves_metrics_to_the_environment(
+    receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    custom = f"{receiver.http_endpoint}/custom/ingest"
+    provider = configure_tracing(endpoint=custom, protocol="http/protobuf", set_global=False)
+    assert "is a traces URL" in caplog.text  # no metrics endpoint in the environment
+    provider.shutdown()
+    monkeypatch.setenv(
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", f"{receiver.http_endpoint}/m/v1/metrics"
+    )
+    provider = configure_tracing(endpoint=custom, protocol="http/protobuf", set_global=False)
+    provider.get_tracer("t").start_span("e").end()
+    record_metric(provider)
+    provider.shutdown()
+    assert [r.path for r in receiver.received] == ["/custom/ingest"]
+    assert [r.path for r in receiver.received_metrics] == ["/m/v1/metrics"]
 
 
 @pytest.mark.parametrize(
@@ -234,12 +442,50 @@ def test_protocol_resolution(
     assert resolve_protocol(protocol, endpoint) == expected
 
 
+@pytest.mark.parametrize(
+    ("env", "endpoint", "expected"),
+    [
+        ({}, "https://x.example/otlp/v1/metrics", "http/protobuf"),
+        ({"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://c:4318"}, None, "http/protobuf"),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+            },
+            None,
+            "http/protobuf",
+        ),
+        (
+            {
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
+                "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL": "http/protobuf",
+            },
+            None,
+            "http/protobuf",
+        ),
+    ],
+)
+def test_metrics_protocol_resolution(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], endpoint: str | None, expected: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert resolve_protocol(None, endpoint, signal="metrics") == expected
+    if "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT" in env:  # the metrics variable is not for traces
+        assert resolve_protocol(None, endpoint) == "grpc"
+
+
 def test_unsupported_protocol_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ValueError, match="http/json"):
         configure_tracing(protocol="http/json", set_global=False)  # type: ignore[arg-type]
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "zipkin")
     with pytest.raises(ValueError, match="zipkin"):
         configure_tracing(set_global=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "http/json")
+    with pytest.raises(ValueError, match="http/json"):
+        configure_tracing(set_global=False)
+    configure_tracing(metrics=False, set_global=False).shutdown()  # traces alone are fine
 
 
 def test_sdk_disabled_records_and_exports_nothing(
@@ -251,24 +497,42 @@ def test_sdk_disabled_records_and_exports_nothing(
     assert not span.is_recording()
     span.end()
     assert provider._active_span_processor._span_processors == ()  # type: ignore[attr-defined]
+    meter_provider = configured_meter_provider(provider)
+    assert isinstance(meter_provider, MeterProvider)
+    assert isinstance(meter_provider.get_meter("t"), NoOpMeter)
+    client_request(provider, meter_provider)
     provider.force_flush()
+    meter_provider.force_flush()
     provider.shutdown()
+    meter_provider.shutdown()
     assert receiver.wait_for_spans(1, timeout=0.5) == []
+    assert receiver.received_metrics == []
 
 
-def test_sdk_disabled_in_a_process(receiver: OTLPReceiver) -> None:
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_sdk_disabled_in_a_process(receiver: OTLPReceiver, protocol: str) -> None:
     proc, _ = run_py(
-        """
-        from opentelemetry import trace
-        from tracedllm.otel import configure_tracing
-        configure_tracing("off")
-        with trace.get_tracer("t").start_as_current_span("s") as span:
-            assert not span.is_recording()
-        """,
-        {"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint},
+        textwrap.dedent(
+            """
+            from opentelemetry import metrics, trace
+            from tracedllm.otel import configure_tracing, configured_meter_provider
+            provider = configure_tracing("off")
+            assert configured_meter_provider(provider) is metrics.get_meter_provider()
+            with trace.get_tracer("t").start_as_current_span("s") as span:
+                assert not span.is_recording()
+            """
+        )
+        + CLIENT_REQUEST,
+        {
+            "OTEL_SDK_DISABLED": "true",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": _endpoint(receiver, protocol),
+            "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
+            "OTEL_METRIC_EXPORT_INTERVAL": "50",
+        },
     )
     assert proc.returncode == 0, proc.stderr
     assert receiver.wait_for_spans(1, timeout=0.5) == []
+    assert receiver.received_metrics == []
 
 
 def test_sampler_env_is_honoured(receiver: OTLPReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -280,10 +544,15 @@ def test_sampler_env_is_honoured(receiver: OTLPReceiver, monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-@pytest.mark.parametrize("failure", ["refused", "unresponsive"])
-def test_down_collector_never_slows_spans_and_exit_is_bounded(protocol: str, failure: str) -> None:
+@pytest.mark.parametrize(
+    ("failure", "interval"), [("refused", None), ("unresponsive", None), ("unresponsive", "100")]
+)
+def test_down_collector_never_slows_spans_and_exit_is_bounded(
+    protocol: str, failure: str, interval: str | None
+) -> None:
     # "refused": nothing listens. "unresponsive": a socket that is listening but never answers,
-    # so every export runs into its timeout.
+    # so every export runs into its timeout. Metrics are recorded too; with a 100 ms interval a
+    # periodic metric export is still hanging when the process exits.
     proc, wall = run_py(
         f"""
         import socket, sys, time
@@ -292,20 +561,44 @@ def test_down_collector_never_slows_spans_and_exit_is_bounded(protocol: str, fai
         else:
             s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(4096)
             port = s.getsockname()[1]
+        from opentelemetry import metrics
         from tracedllm.otel import configure_tracing
         tracer = configure_tracing("down", endpoint=f"http://127.0.0.1:{{port}}",
                                    protocol={protocol!r}).get_tracer("t")
+        histogram = metrics.get_meter("t").create_histogram("h")
         start = time.monotonic()
         for i in range(2000):
             with tracer.start_as_current_span(f"s{{i}}"):
-                pass
+                histogram.record(i, {{"i": i % 10}})
         print(f"{{time.monotonic() - start:.3f}}")
+        time.sleep(0.3 if {interval!r} else 0)  # let periodic exports start
         """,
+        {"OTEL_METRIC_EXPORT_INTERVAL": interval} if interval else None,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert float(proc.stdout.strip()) < 1.5, "creating 2,000 spans must not wait for the exporter"
     assert wall < 5.0, f"process took {wall:.1f} s to exit with the collector down"
+
+
+def test_shutdown_guard_counts_an_exception_as_a_failed_export() -> None:
+    # Some SDK versions (1.39's HTTP exporters) raise on a read timeout instead of returning
+    # FAILURE; during shutdown that must still make the remaining batches drop at once.
+    calls: list[int] = []
+
+    class Raising(SpanExporter):
+        def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+            calls.append(len(spans))
+            raise TimeoutError("read timed out")
+
+    guard = _ShutdownGuard(Raising())
+    with pytest.raises(TimeoutError):
+        guard.export([])  # before shutdown: no giving up
+    guard.begin_shutdown(time.monotonic() + 60)
+    with pytest.raises(TimeoutError):
+        guard.export([])
+    assert guard.export([]) is SpanExportResult.FAILURE
+    assert calls == [0, 0]
 
 
 def test_existing_sdk_provider_is_reused(receiver: OTLPReceiver) -> None:
@@ -314,6 +607,9 @@ def test_existing_sdk_provider_is_reused(receiver: OTLPReceiver) -> None:
         from opentelemetry import trace
         from opentelemetry.sdk.trace import TracerProvider
         from tracedllm.otel import configure_tracing
+        from opentelemetry import metrics
+        from opentelemetry.sdk.metrics import MeterProvider
+        from tracedllm.otel import configured_meter_provider
         existing = TracerProvider()
         trace.set_tracer_provider(existing)
         provider = configure_tracing("x", console=True)
@@ -322,6 +618,11 @@ def test_existing_sdk_provider_is_reused(receiver: OTLPReceiver) -> None:
         trace.get_tracer("t").start_span("unexported").end()
         private = configure_tracing("private", otlp=False, set_global=False)
         assert private is not existing and trace.get_tracer_provider() is existing
+        # no SDK meter provider was global: one is built (with its own exit hook) and installed
+        meter_provider = configured_meter_provider(provider)
+        assert isinstance(meter_provider, MeterProvider)
+        assert metrics.get_meter_provider() is meter_provider
+        metrics.get_meter("t").create_histogram("exported").record(1)
         print("ok")
         """,
         {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint},
@@ -329,6 +630,29 @@ def test_existing_sdk_provider_is_reused(receiver: OTLPReceiver) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
     assert receiver.wait_for_spans(1, timeout=0.5) == []
+    exported = receiver.wait_for_metrics({"exported"})["exported"]
+    assert exported.resource["service.name"] == "x"
+
+
+def test_existing_sdk_meter_provider_is_reused(receiver: OTLPReceiver) -> None:
+    proc, _ = run_py(
+        """
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from tracedllm.otel import configure_tracing, configured_meter_provider
+        existing = MeterProvider()
+        metrics.set_meter_provider(existing)
+        provider = configure_tracing("y")
+        assert trace.get_tracer_provider() is provider
+        assert configured_meter_provider(provider) is existing
+        metrics.get_meter("t").create_histogram("unexported").record(1)
+        trace.get_tracer("t").start_span("exported").end()
+        """,
+        {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.grpc_endpoint},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [s.name for s in receiver.wait_for_spans(1)] == ["exported"]
+    assert receiver.received_metrics == []
 
 
 def test_auto_configured_provider_gets_no_second_exporter(receiver: OTLPReceiver) -> None:
@@ -339,8 +663,10 @@ def test_auto_configured_provider_gets_no_second_exporter(receiver: OTLPReceiver
         from opentelemetry import trace
         from opentelemetry.sdk._configuration import _OTelSDKConfigurator
         _OTelSDKConfigurator().configure()
-        from tracedllm.otel import configure_tracing
+        from opentelemetry import metrics
+        from tracedllm.otel import configure_tracing, configured_meter_provider
         provider = configure_tracing("ignored")
+        assert configured_meter_provider(provider) is metrics.get_meter_provider()
         with trace.get_tracer("t").start_as_current_span("once"):
             pass
         provider.shutdown()

@@ -17,6 +17,7 @@ from ._loopback import LoopbackServer, Reply, sse_body
 from .testing import events_of
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -38,7 +39,7 @@ class CommandError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
 
 
-def _providers() -> tuple[TracerProvider, InMemorySpanExporter]:
+def _providers() -> tuple[TracerProvider, MeterProvider | None, InMemorySpanExporter]:
     """A tracer provider that keeps spans in memory for printing, and exports them over OTLP
     too when ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` is set."""
     try:
@@ -48,7 +49,7 @@ def _providers() -> tuple[TracerProvider, InMemorySpanExporter]:
         raise CommandError(
             "the demo needs the OpenTelemetry SDK: pip install 'tracedllm[otlp]'"
         ) from exc
-    from .otel import configure_tracing
+    from .otel import configure_tracing, configured_meter_provider
 
     endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
         "OTEL_EXPORTER_OTLP_ENDPOINT"
@@ -62,7 +63,7 @@ def _providers() -> tuple[TracerProvider, InMemorySpanExporter]:
     provider = configure_tracing(service, otlp=bool(endpoint), set_global=False)
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return provider, exporter
+    return provider, configured_meter_provider(provider), exporter
 
 
 def _reachable(endpoint: str) -> bool:
@@ -118,12 +119,12 @@ def _print_spans(provider: TracerProvider, exporter: InMemorySpanExporter, out: 
 
 def demo(args: argparse.Namespace, out: TextIO) -> None:
     """Stream a response and print the span it produced."""
-    provider, exporter = _providers()
+    provider, meter_provider, exporter = _providers()
     try:
         if args.live:
             if not os.environ.get("OPENAI_API_KEY"):
                 raise CommandError("--live needs OPENAI_API_KEY in the environment")
-            with Client(tracer_provider=provider) as client:
+            with Client(tracer_provider=provider, meter_provider=meter_provider) as client:
                 _stream_text(client, out, model=args.model, input=args.prompt)
         else:
             words = [word + " " for word in DEMO_ANSWER.split(" ")]
@@ -155,7 +156,7 @@ def replay(args: argparse.Namespace, out: TextIO) -> None:
         body = Path(args.file).read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
-    provider, exporter = _providers()
+    provider, _, exporter = _providers()
     try:
         with (
             LoopbackServer(default=Reply(body=body)) as server,
