@@ -207,4 +207,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     except TracedLLMError as exc:
         print(f"tracedllm: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `tracedllm replay x.sse | head`: not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     return 0
