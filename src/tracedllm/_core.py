@@ -220,7 +220,8 @@ class StreamCore:
             extra: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}
             if self.skipped:
                 extra[attr.TRACEDLLM_STREAM_SKIPPED_EVENTS] = self.skipped
-            if isinstance(error, StreamError) and not isinstance(error, ResponseIncompleteError):
+            if error is not None and not isinstance(error, ResponseIncompleteError):
+                # a finish reason was expected but not received
                 extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
             self.recorder.end(error, outcome=outcome, attributes=extra, response=response)
         if self._metrics is not None:

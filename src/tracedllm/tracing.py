@@ -290,7 +290,10 @@ class SpanRecorder:
                     if response is not None and reason is None:
                         reason = finish_reason(response)
                     self._record_output(response, reason or attr.FINISH_ERROR)
-            self.span.end()
+        except Exception:
+            self._telemetry_failed("recording the end of the span")
+        try:
+            self.span.end()  # even when recording failed: a span is always ended
         except Exception:
             self._telemetry_failed("ending the span")
 
