@@ -569,3 +569,22 @@ def test_plain_http_to_a_remote_host_warns_once(caplog: pytest.LogCaptureFixture
     warnings = [r for r in caplog.records if "plain http" in r.getMessage()]
     assert len(warnings) == 1
     assert "llm.internal.example" in warnings[0].getMessage()
+
+
+async def test_the_connection_is_reused_after_a_complete_stream(
+    runner: Runner, server: LoopbackServer
+) -> None:
+    server.enqueue(*(Reply(body=stream_of(text=str(n))) for n in range(5)))
+    server.enqueue(Reply(body=stream_of(text="x", terminal="failed")))
+    server.enqueue(Reply(body=stream_of(text="y")))
+    client = runner.client(base_url=server.base_url)
+    texts = [
+        (await runner.call(client.responses.create(model="m", input="x"))).output_text
+        for _ in range(5)
+    ]
+    with pytest.raises(ResponseFailedError):
+        await runner.call(client.responses.create(model="m", input="x"))
+    await runner.call(client.responses.create(model="m", input="x"))
+    assert texts == ["0", "1", "2", "3", "4"]
+    assert server.open_connections == 1  # one pooled connection served all seven requests
+    await runner.close(client)

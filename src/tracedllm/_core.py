@@ -107,7 +107,7 @@ class StreamCore:
         if self.done:
             return None
         try:
-            event = ev.parse_event(data)
+            event = ev.validate_event(data)
         except ValidationError:
             stripped = data.strip()
             if stripped == _DONE:

@@ -13,7 +13,9 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from types import TracebackType
+from typing import Any
 
 import httpx
 
@@ -29,6 +31,10 @@ __all__ = ["AsyncResponseStream", "ResponseStream"]
 logger = logging.getLogger("tracedllm")
 
 _pending_closes: set[asyncio.Task[None]] = set()
+_DRAIN_TIMEOUT = 0.05
+"""Seconds to wait for the end of the HTTP body after the terminal event."""
+_DRAIN_LIMIT = 65536
+"""Bytes read past the terminal event before giving up on reusing the connection."""
 
 
 def _transport_error(exc: Exception) -> APIConnectionError:
@@ -74,6 +80,47 @@ class _StreamBase:
         """The response as accumulated so far (final once the stream completed)."""
         return self._core.final or self._core.accumulator.partial()
 
+    def _drainable(self) -> bool:
+        """Whether the server finished the response, so its connection can go back to the pool.
+
+        The terminal event is followed by the end of the HTTP body (a few bytes, usually in the
+        same packet); reading it lets httpx reuse the connection instead of opening a new one
+        (and a new TLS session) for the next request. A server that holds the socket open after
+        the terminal event is given :data:`_DRAIN_TIMEOUT`, then the connection is dropped.
+        """
+        core = self._core
+        return (
+            core.done
+            and not self._eof
+            and (core.final is not None or isinstance(core.error, StreamError))
+        )
+
+    @contextmanager
+    def _bounded_reads(self) -> Iterator[bool]:
+        """Cap every socket read at :data:`_DRAIN_TIMEOUT` while draining; yields whether it could.
+
+        httpcore fixes the read timeout when the body starts, so the cap goes on the connection's
+        network stream (the ``network_stream`` response extension) for the drain only.
+        """
+        stream: Any = self._response.extensions.get("network_stream")
+        read = getattr(stream, "read", None)
+        if read is None:
+            yield False
+            return
+
+        def bounded_read(max_bytes: int, timeout: float | None = None) -> Any:  # noqa: ARG001
+            return read(max_bytes, _DRAIN_TIMEOUT)
+
+        try:
+            stream.read = bounded_read
+        except AttributeError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            del stream.read
+
     def _next_event(self) -> Event | None:
         """The next event from what has been read, or ``None`` when more bytes are needed."""
         core = self._core
@@ -118,10 +165,9 @@ class ResponseStream(_StreamBase):
                 self._release()
                 raise
             if event is not None:
-                if self._core.done:
-                    self._release()
                 return event
             if self._core.done or self._closed:
+                self._release()
                 raise StopIteration
             self._read()
 
@@ -168,10 +214,25 @@ class ResponseStream(_StreamBase):
         self._core.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
         self._release()
 
-    def _release(self) -> None:
+    def _release(self, drain: bool = True) -> None:
         if not self._closed:
             self._closed = True
+            if drain and self._drainable():
+                self._drain()
             self._response.close()
+
+    def _drain(self) -> None:
+        with self._bounded_reads() as bounded:
+            if not bounded:
+                return
+            received = 0
+            try:
+                for chunk in self._chunks:
+                    received += len(chunk)
+                    if received > _DRAIN_LIMIT:
+                        return
+            except (httpx.TransportError, httpx.StreamError):
+                pass
 
     def __enter__(self) -> ResponseStream:
         return self
@@ -189,7 +250,7 @@ class ResponseStream(_StreamBase):
         try:
             if not self._core.done:
                 self._core.stop(attr.TRACEDLLM_STREAM_ABANDONED)
-            self._release()
+            self._release(drain=False)
         except Exception:  # pragma: no cover -- interpreter shutdown
             pass
 
@@ -212,10 +273,9 @@ class AsyncResponseStream(_StreamBase):
                 await self._release()
                 raise
             if event is not None:
-                if self._core.done:
-                    await self._release()
                 return event
             if self._core.done or self._closed:
+                await self._release()
                 raise StopAsyncIteration
             await self._read()
 
@@ -255,10 +315,25 @@ class AsyncResponseStream(_StreamBase):
     async def _release(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._drainable():
+                await self._drain()
             try:
                 await self._response.aclose()
             except Exception:
                 logger.debug("tracedllm could not close the HTTP response", exc_info=True)
+
+    async def _drain(self) -> None:
+        with self._bounded_reads() as bounded:
+            if not bounded:
+                return
+            received = 0
+            try:
+                async for chunk in self._chunks:
+                    received += len(chunk)
+                    if received > _DRAIN_LIMIT:
+                        return
+            except (httpx.TransportError, httpx.StreamError):
+                pass
 
     async def __aenter__(self) -> AsyncResponseStream:
         return self

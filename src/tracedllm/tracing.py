@@ -119,7 +119,15 @@ def error_type(error: BaseException) -> str:
 class SpanRecorder:
     """Records one request's span as its stream progresses; ends it exactly once."""
 
-    __slots__ = ("_capture", "_content", "_failed_once", "ended", "recording", "span")
+    __slots__ = (
+        "_attributes",
+        "_capture",
+        "_content",
+        "_failed_once",
+        "ended",
+        "recording",
+        "span",
+    )
 
     def __init__(self, span: Span, capture: CaptureMode = CaptureMode.NO_CONTENT) -> None:
         self.span = span
@@ -128,6 +136,9 @@ class SpanRecorder:
         self._failed_once = False
         self._capture = capture if self.recording else CaptureMode.NO_CONTENT
         self._content: dict[str, Any] = {}
+        # Attributes learnt while streaming go to the span in one call when it ends (they are
+        # only exported then): one SDK call instead of one per attribute.
+        self._attributes: dict[str, Any] = {}
 
     @classmethod
     def start(
@@ -206,12 +217,9 @@ class SpanRecorder:
             logger.debug("tracedllm telemetry failed while %s", what, exc_info=True)
 
     def set(self, name: str, value: Any) -> None:
-        """Set one attribute (when recording)."""
+        """Record one attribute (when recording); it is written to the span when it ends."""
         if self.recording and value is not None:
-            try:
-                self.span.set_attribute(name, value)
-            except Exception:
-                self._telemetry_failed("setting an attribute")
+            self._attributes[name] = value
 
     def add_event(self, name: str, attributes: dict[str, Any]) -> None:
         """Add a span event (when recording)."""
@@ -224,8 +232,10 @@ class SpanRecorder:
     def response_started(self, response: Response) -> None:
         """Record the response id and model as soon as the server names them."""
         if self.recording:
-            self.set(attr.GEN_AI_RESPONSE_ID, response.id)
-            self.set(attr.GEN_AI_RESPONSE_MODEL, response.model)
+            if response.id is not None:
+                self._attributes[attr.GEN_AI_RESPONSE_ID] = response.id
+            if response.model is not None:
+                self._attributes[attr.GEN_AI_RESPONSE_MODEL] = response.model
 
     def terminal(self, response: Response) -> None:
         """Record what the terminal response carries: ids, usage, finish reason, service tier."""
@@ -260,7 +270,7 @@ class SpanRecorder:
                 reasoning = usage.output_tokens_details.reasoning_tokens
                 values[attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning
             attributes.update((k, v) for k, v in values.items() if v is not None)
-        self.span.set_attributes(attributes)
+        self._attributes.update(attributes)
 
     def end(
         self,
@@ -301,14 +311,17 @@ class SpanRecorder:
         self, error: BaseException | None, outcome: str | None, attributes: Mapping[str, Any] | None
     ) -> None:
         span = self.span
+        pending = self._attributes
         if attributes:
-            span.set_attributes(attributes)
+            pending.update(attributes)
         if outcome is not None:
-            span.set_attribute(outcome, True)
+            pending[outcome] = True
         if error is None:
+            span.set_attributes(pending)
             return
         kind = error_type(error)
-        span.set_attribute(attr.ERROR_TYPE, kind)
+        pending[attr.ERROR_TYPE] = kind
+        span.set_attributes(pending)
         if kind != attr.ERROR_TYPE_CANCELLED and isinstance(error, TracedLLMError):
             span.record_exception(error)
         span.set_status(Status(StatusCode.ERROR, str(error) or kind))
