@@ -1,0 +1,68 @@
+"""What every driver is: open once per base URL, then stream whole responses on demand."""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["AsyncDriver", "DriverFactory", "DriverSpec", "SyncDriver"]
+
+PROMPT = "Tell me a long story about a bear."
+
+
+class SyncDriver(ABC):
+    """A sync client under test, bound to one ``base_url``."""
+
+    @abstractmethod
+    def stream(self) -> int:
+        """Stream one response to its end; returns how many events were received."""
+
+    def before(self) -> None:  # noqa: B027 -- optional hook
+        """Untimed, before each sample (e.g. switch an instrumentation on)."""
+
+    def after(self) -> int | None:
+        """Untimed, after each sample: spans finished since the last call (``None``: untraced)."""
+        return None
+
+    def close(self) -> None:  # noqa: B027 -- optional hook
+        """Release the client."""
+
+
+class AsyncDriver(ABC):
+    """An asyncio client under test, bound to one ``base_url``."""
+
+    @abstractmethod
+    async def stream(self) -> int:
+        """Stream one response to its end; returns how many events were received."""
+
+    def before(self) -> None:  # noqa: B027 -- optional hook
+        """Untimed, before each sample."""
+
+    def after(self) -> int | None:
+        """Untimed, after each sample: spans finished since the last call."""
+        return None
+
+    async def aclose(self) -> None:  # noqa: B027 -- optional hook
+        """Release the client."""
+
+
+DriverFactory = Callable[[str], "SyncDriver | AsyncDriver"]
+
+
+@dataclass(frozen=True)
+class DriverSpec:
+    """A named way to build a driver, and what it needs installed."""
+
+    name: str
+    kind: Literal["sync", "async"]
+    factory: DriverFactory
+    requires: tuple[str, ...] = ()
+    traced: bool = False
+    """Whether every stream must end one exported span (checked after each sample)."""
+
+    def available(self) -> bool:
+        """Whether the packages this driver needs are installed."""
+        return all(importlib.util.find_spec(module) is not None for module in self.requires)

@@ -1,0 +1,32 @@
+"""``python -m benchmarks --quick`` still runs end to end (never asserts timings)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_quick_benchmark_prints_the_tables() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.startswith("## Targets")
+    table = next(block for block in out.split("\n\n") if block.startswith("| target | measured"))
+    targets = table.splitlines()[2:]  # after the header and the |---| line
+    assert len(targets) >= 10
+    assert all(row.rstrip(" |").endswith(("PASS", "FAIL", "n/a")) for row in targets)
+    for section in ("Long stream", "Many short requests", "Linearity", "Async", "Memory"):
+        assert f"### {section}" in out
+    for driver in ("| floor |", "| tracedllm |", "| tracedllm-async |"):
+        assert driver in out
+    assert "[benchmarks] done" in done.stderr
