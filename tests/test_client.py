@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
@@ -588,3 +589,19 @@ async def test_the_connection_is_reused_after_a_complete_stream(
     assert texts == ["0", "1", "2", "3", "4"]
     assert server.open_connections == 1  # one pooled connection served all seven requests
     await runner.close(client)
+
+
+async def test_sdk_disabled_records_nothing_and_the_call_works(
+    runner: Runner, server: LoopbackServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    server.enqueue(Reply(body=stream_of(text="ok", usage=USAGE)))
+    client = runner.client(base_url=server.base_url, tracer_provider=provider)
+    stream = await runner.call(client.responses.create(model="m", input="x", stream=True))
+    assert stream._core.recorder is not None and not stream._core.recorder.recording
+    assert (await runner.call(stream.get_final_response())).output_text == "ok"
+    await runner.close(client)
+    assert exporter.get_finished_spans() == ()
