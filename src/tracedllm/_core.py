@@ -47,7 +47,7 @@ class StreamCore:
     """
 
     __slots__ = (
-        "_chunk_intervals",
+        "_chunk_attributes",
         "_decoder",
         "_first_chunk",
         "_last_chunk",
@@ -84,7 +84,7 @@ class StreamCore:
         self._started_at = time.perf_counter()
         self._first_chunk: float | None = None
         self._last_chunk = 0.0
-        self._chunk_intervals: list[float] = []
+        self._chunk_attributes: dict[str, Any] | None = None
 
     def decode(self, chunk: bytes) -> list[bytes]:
         """Split a network chunk into complete event payloads."""
@@ -136,9 +136,18 @@ class StreamCore:
             self._first_chunk = now - self._started_at
             if self.recorder is not None:
                 self.recorder.set(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._first_chunk)
-        else:
-            self._chunk_intervals.append(now - self._last_chunk)
+            if self._metrics is not None:
+                self._chunk_attributes = self._metric_attributes_for(self.accumulator.response)
+                self._metrics.first_chunk(self._first_chunk, self._chunk_attributes)
+        elif self._metrics is not None:
+            self._metrics.next_chunk(now - self._last_chunk, self._chunk_attributes or {})
         self._last_chunk = now
+
+    def _metric_attributes_for(self, response: Response | None) -> dict[str, Any]:
+        model = response.model if response is not None else None
+        if model is None:
+            return self._metric_attributes
+        return {**self._metric_attributes, attr.GEN_AI_RESPONSE_MODEL: model}
 
     def _terminal(self, event: ev.Event) -> None:
         if isinstance(event, ev.ResponseCompletedEvent):
@@ -229,21 +238,12 @@ class StreamCore:
 
     def _record_metrics(self, response: Response | None, error: BaseException | None) -> None:
         assert self._metrics is not None
-        attributes = self._metric_attributes
-        model = (response or self.accumulator.response or Response()).model
-        if model is not None:
-            attributes = {**attributes, attr.GEN_AI_RESPONSE_MODEL: model}
-        try:
-            self._metrics.record(
-                attributes,
-                duration=time.perf_counter() - self._started_at,
-                error_type=error_type(error) if error is not None else None,
-                usage=response.usage if response is not None else None,
-                first_chunk=self._first_chunk,
-                chunk_intervals=self._chunk_intervals,
-            )
-        except Exception:
-            logger.debug("tracedllm could not record metrics", exc_info=True)
+        self._metrics.finished(
+            self._metric_attributes_for(response or self.accumulator.response),
+            duration=time.perf_counter() - self._started_at,
+            error_type=error_type(error) if error is not None else None,
+            usage=response.usage if response is not None else None,
+        )
 
     def result(self) -> Response:
         """The final response of a finished stream; raises the error it ended with."""

@@ -5,12 +5,12 @@
 ``gen_ai.client.operation.time_to_first_chunk`` and
 ``gen_ai.client.operation.time_per_output_chunk`` (streaming only). A "chunk" is an output
 delta event (a ``*.delta`` event), as for the span's ``gen_ai.response.time_to_first_chunk``.
-Everything is recorded when the stream ends, so the per-event cost is one timestamp.
+Chunk timings are recorded as chunks arrive; duration and token usage when the stream ends.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
 from typing import Any
 
 from opentelemetry import metrics
@@ -20,6 +20,8 @@ from ._version import __version__
 from .models import Usage
 
 __all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "GenAIMetrics"]
+
+logger = logging.getLogger("tracedllm")
 
 DURATION_BUCKETS = (
     0.01,
@@ -98,26 +100,37 @@ class GenAIMetrics:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
 
-    def record(
+    def first_chunk(self, seconds: float, attributes: dict[str, Any]) -> None:
+        """The first output chunk arrived ``seconds`` after the request started."""
+        try:
+            self.time_to_first_chunk.record(seconds, attributes)
+        except Exception:
+            logger.debug("tracedllm could not record a metric", exc_info=True)
+
+    def next_chunk(self, seconds: float, attributes: dict[str, Any]) -> None:
+        """Another output chunk arrived ``seconds`` after the previous one."""
+        try:
+            self.time_per_output_chunk.record(seconds, attributes)
+        except Exception:
+            logger.debug("tracedllm could not record a metric", exc_info=True)
+
+    def finished(
         self,
         attributes: dict[str, Any],
         *,
         duration: float,
         error_type: str | None,
         usage: Usage | None,
-        first_chunk: float | None,
-        chunk_intervals: Sequence[float],
     ) -> None:
-        """Record one finished operation."""
-        self.duration.record(
-            duration, {**attributes, attr.ERROR_TYPE: error_type} if error_type else attributes
-        )
-        if usage is not None:
-            for kind, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
-                if count is not None:
-                    self.token_usage.record(count, {**attributes, attr.GEN_AI_TOKEN_TYPE: kind})
-        if first_chunk is not None:
-            self.time_to_first_chunk.record(first_chunk, attributes)
-            record = self.time_per_output_chunk.record
-            for interval in chunk_intervals:
-                record(interval, attributes)
+        """The operation ended: its duration and, when the server reported it, token usage."""
+        try:
+            if error_type:
+                self.duration.record(duration, {**attributes, attr.ERROR_TYPE: error_type})
+            else:
+                self.duration.record(duration, attributes)
+            if usage is not None:
+                for kind, count in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+                    if count is not None:
+                        self.token_usage.record(count, {**attributes, attr.GEN_AI_TOKEN_TYPE: kind})
+        except Exception:
+            logger.debug("tracedllm could not record a metric", exc_info=True)
