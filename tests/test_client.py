@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from typing import Any
 
 import pytest
@@ -605,3 +606,45 @@ async def test_sdk_disabled_records_nothing_and_the_call_works(
     assert (await runner.call(stream.get_final_response())).output_text == "ok"
     await runner.close(client)
     assert exporter.get_finished_spans() == ()
+
+
+ERROR_EVENT = {
+    "type": "error",
+    "error": {"type": "tokens", "code": "rate_limit_exceeded", "message": "Slow down"},
+}
+
+
+@pytest.mark.parametrize("after", ["response.failed", "eof", "done", "held-open"])
+async def test_an_error_event_is_refined_by_a_following_response_failed(
+    runner: Runner,
+    server: LoopbackServer,
+    tracer_provider: TracerProvider,
+    span_exporter: InMemorySpanExporter,
+    after: str,
+) -> None:
+    events: list[Any] = [*events_of(text="x", terminal="none"), ERROR_EVENT]
+    if after == "response.failed":
+        failed = events_of(
+            terminal="failed",
+            usage=USAGE,
+            service_tier="default",
+            error_code="rate_limit_exceeded",
+            error_message="Slow down now",
+        )[-1]
+        events.append(failed)
+    reply = Reply(body=sse_body(events, done=after == "done"), hold_open=after == "held-open")
+    server.enqueue(reply)
+    client = runner.client(base_url=server.base_url, tracer_provider=tracer_provider, timeout=5)
+    started = time.monotonic()
+    with pytest.raises(ResponseFailedError) as info:
+        await runner.call(client.responses.create(model="m", input="x"))
+    assert time.monotonic() - started < 1  # never waits for the read timeout
+    await runner.close(client)
+    refined = after == "response.failed"
+    assert info.value.code == "rate_limit_exceeded"
+    assert info.value.message == ("Slow down now" if refined else "Slow down")
+    attributes = dict(only_span(span_exporter).attributes or {})
+    assert attributes["error.type"] == "rate_limit_exceeded"
+    assert attributes["gen_ai.response.finish_reasons"] == ("error",)
+    assert ("gen_ai.usage.input_tokens" in attributes) is refined
+    assert attributes.get("openai.response.service_tier") == ("default" if refined else None)

@@ -42,6 +42,9 @@ class StreamCore:
 
     Attributes:
         done: a terminal event arrived (or the stream failed); nothing more is read.
+        failing: the failure an ``error`` event announced, while the shell reads on briefly
+            for the ``response.failed`` that usually follows it (with usage and service tier);
+            nothing more is handed to the caller meanwhile.
         final: the final response, once ``response.completed`` arrived.
         error: the error the stream ended with, if it failed.
     """
@@ -59,6 +62,7 @@ class StreamCore:
         "done",
         "error",
         "events",
+        "failing",
         "final",
         "recorder",
         "skipped",
@@ -76,6 +80,7 @@ class StreamCore:
         self.done = False
         self.final: Response | None = None
         self.error: BaseException | None = None
+        self.failing: ResponseFailedError | None = None
         self.events = 0
         self.skipped = 0
         self._metrics = metrics
@@ -111,6 +116,8 @@ class StreamCore:
         except ValidationError:
             stripped = data.strip()
             if stripped == _DONE:
+                if self.failing is not None:
+                    self.settle()
                 raise self.fail(self._truncated("the stream sent [DONE]")) from None
             if not stripped:
                 return None  # an empty data line: nothing to decode, nothing lost
@@ -119,6 +126,9 @@ class StreamCore:
             return None
         self.events += 1
         kind = event.type
+        if self.failing is not None:
+            self._refine(event)
+            return None
         self.accumulator.feed(event)
         if self._timed and kind is not None and kind.endswith(".delta"):
             self._chunk()
@@ -127,6 +137,8 @@ class StreamCore:
                 self.recorder.response_started(event.response)
         elif kind in _TERMINAL or kind is None:
             self._terminal(event)
+            if self.failing is not None:
+                return None  # an `error` event: raised once settled, nothing yielded after it
         return event
 
     def _chunk(self) -> None:
@@ -160,9 +172,10 @@ class StreamCore:
                 self.recorder.terminal(response)
             error = _terminal_error(response, isinstance(event, ev.ResponseIncompleteEvent))
         elif isinstance(event, ev.ErrorEvent):
-            error = ResponseFailedError(
+            self.failing = ResponseFailedError(
                 event.error_code, event.error_message, response=self.accumulator.partial()
             )
+            return
         else:
             extra = event.model_extra or {}
             if not (extra.get("object") == "error" or isinstance(extra.get("error"), dict)):
@@ -171,12 +184,41 @@ class StreamCore:
                 logger.warning("tracedllm skipped a malformed %s event", event.type or "untyped")
                 return
             error_event = ev.ErrorEvent.model_validate({**extra, "type": "error"})
-            error = ResponseFailedError(
+            self.failing = ResponseFailedError(
                 error_event.error_code,
                 error_event.error_message,
                 response=self.accumulator.partial(),
             )
+            return
         raise self.fail(error)
+
+    def _refine(self, event: ev.Event) -> None:
+        """After an ``error`` event: a terminal response refines the failure and ends the stream."""
+        assert self.failing is not None
+        if not isinstance(
+            event, ev.ResponseFailedEvent | ev.ResponseIncompleteEvent | ev.ResponseCompletedEvent
+        ):
+            return
+        response = self.accumulator.final(event.response)
+        if self.recorder is not None:
+            self.recorder.terminal(response)
+        failure = response.error
+        raise self.fail(
+            ResponseFailedError(
+                (failure.code if failure else None) or self.failing.code,
+                (failure.message if failure else None) or self.failing.message,
+                response=response,
+            )
+        )
+
+    def settle(self) -> None:
+        """Give up waiting for a refinement: end the stream with the ``error`` event's failure.
+
+        Raises:
+            ResponseFailedError: always; the span has been ended.
+        """
+        assert self.failing is not None
+        raise self.fail(self.failing)
 
     def _complete(self, terminal: Response) -> None:
         if self._timed and self._first_chunk is None:
@@ -200,12 +242,15 @@ class StreamCore:
         Raises:
             StreamTruncatedError: no terminal event arrived; the span has been ended.
         """
+        if self.failing is not None:
+            self.settle()
         if not self.done:
             raise self.fail(self._truncated("the stream ended"))
 
     def fail(self, error: BaseException) -> BaseException:
         """End the stream with ``error`` (recorded once); returns it for raising."""
         if not self.done:
+            self.failing = None
             self.error = error
             response = error.response if isinstance(error, StreamError) else None
             self._finish(response, error=error)
@@ -213,7 +258,9 @@ class StreamCore:
 
     def stop(self, outcome: str) -> None:
         """The caller stopped before the end (closed early, abandoned): not an error."""
-        if not self.done:
+        if self.failing is not None:
+            self.fail(self.failing)
+        elif not self.done:
             self._finish(self.accumulator.partial(), outcome=outcome)
 
     def _finish(

@@ -161,6 +161,8 @@ class ResponseStream(_StreamBase):
         while True:
             try:
                 event = self._next_event()
+                if event is None and self._core.failing is not None:
+                    self._settle()
             except StreamError:
                 self._release()
                 raise
@@ -221,6 +223,17 @@ class ResponseStream(_StreamBase):
                 self._drain()
             self._response.close()
 
+    def _settle(self) -> None:
+        """After an ``error`` event, read on briefly for the ``response.failed`` that refines it."""
+        with self._bounded_reads() as bounded:
+            try:
+                while bounded and self._core.failing is not None and not self._eof:
+                    self._take(next(self._chunks, None))
+                    self._next_event()  # raises once the refining terminal event arrives
+            except (httpx.TransportError, httpx.StreamError):
+                pass
+        self._core.settle()
+
     def _drain(self) -> None:
         with self._bounded_reads() as bounded:
             if not bounded:
@@ -269,6 +282,8 @@ class AsyncResponseStream(_StreamBase):
         while True:
             try:
                 event = self._next_event()
+                if event is None and self._core.failing is not None:
+                    await self._settle()
             except StreamError:
                 await self._release()
                 raise
@@ -321,6 +336,17 @@ class AsyncResponseStream(_StreamBase):
                 await self._response.aclose()
             except Exception:
                 logger.debug("tracedllm could not close the HTTP response", exc_info=True)
+
+    async def _settle(self) -> None:
+        """After an ``error`` event, read on briefly for the ``response.failed`` that refines it."""
+        with self._bounded_reads() as bounded:
+            try:
+                while bounded and self._core.failing is not None and not self._eof:
+                    self._take(await anext(self._chunks, None))
+                    self._next_event()  # raises once the refining terminal event arrives
+            except (httpx.TransportError, httpx.StreamError):
+                pass
+        self._core.settle()
 
     async def _drain(self) -> None:
         with self._bounded_reads() as bounded:
