@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tracedllm import AsyncClient, Client
@@ -95,6 +95,28 @@ class Runner:
 @pytest.fixture(params=["sync", "async"])
 def runner(request: pytest.FixtureRequest) -> Runner:
     return Runner(request.param)
+
+
+MakeClient = Callable[..., Any]
+
+
+@pytest.fixture
+async def make(
+    runner: Runner, server: LoopbackServer, tracer_provider: TracerProvider
+) -> AsyncIterator[MakeClient]:
+    """A client factory bound to the loopback server and the test provider; closes them all."""
+    made: list[Client | AsyncClient] = []
+
+    def factory(**kwargs: Any) -> Client | AsyncClient:
+        kwargs.setdefault("base_url", server.base_url)
+        kwargs.setdefault("tracer_provider", tracer_provider)
+        client = runner.client(**kwargs)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        await runner.close(client)
 
 
 def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:

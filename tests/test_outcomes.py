@@ -11,7 +11,6 @@ import gc
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from conftest import Runner, only_span
+from conftest import only_span
 from helpers_faults import (
     JSON,
     MODEL,
@@ -43,7 +42,6 @@ from tracedllm import (
     AsyncClient,
     AuthenticationError,
     BadRequestError,
-    Client,
     ConflictError,
     InternalServerError,
     NotFoundError,
@@ -69,27 +67,6 @@ USAGE_ATTRS = {
     "gen_ai.usage.cache_read.input_tokens": 5,
     "gen_ai.usage.reasoning.output_tokens": 2,
 }
-
-MakeClient = Callable[..., Any]
-
-
-@pytest.fixture
-async def make(
-    runner: Runner, server: LoopbackServer, tracer_provider: TracerProvider
-) -> AsyncIterator[MakeClient]:
-    """A client factory bound to the loopback server and the test provider; closes them all."""
-    made: list[Client | AsyncClient] = []
-
-    def factory(**kwargs: Any) -> Client | AsyncClient:
-        kwargs.setdefault("base_url", server.base_url)
-        kwargs.setdefault("tracer_provider", tracer_provider)
-        client = runner.client(**kwargs)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        await runner.close(client)
 
 
 def assert_error_span(

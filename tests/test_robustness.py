@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 import tracemalloc
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import StatusCode
 
 import tracedllm._http
-from conftest import Runner, only_span
+from conftest import only_span
 from helpers_faults import (
     JSON,
     MODEL,
@@ -65,34 +65,13 @@ from tracedllm import (
     StreamTruncatedError,
 )
 from tracedllm._core import StreamCore
-from tracedllm._loopback import LoopbackServer, RecordedRequest, Reply, sse_body
+from tracedllm._loopback import RecordedRequest, Reply, sse_body
 from tracedllm.tracing import SpanRecorder
 
 RETRY = "tracedllm.retry"
 ATTEMPT = "tracedllm.retry.attempt"
 DELAY = "tracedllm.retry.delay"
 STATUS = "http.response.status_code"
-
-MakeClient = Callable[..., Any]
-
-
-@pytest.fixture
-async def make(
-    runner: Runner, server: LoopbackServer, tracer_provider: TracerProvider
-) -> AsyncIterator[MakeClient]:
-    """A client factory bound to the loopback server and the test provider; closes them all."""
-    made: list[Client | AsyncClient] = []
-
-    def factory(**kwargs: Any) -> Client | AsyncClient:
-        kwargs.setdefault("base_url", server.base_url)
-        kwargs.setdefault("tracer_provider", tracer_provider)
-        client = runner.client(**kwargs)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        await runner.close(client)
 
 
 @pytest.fixture
