@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import time
 from typing import Any
@@ -648,3 +649,18 @@ async def test_an_error_event_is_refined_by_a_following_response_failed(
     assert attributes["gen_ai.response.finish_reasons"] == ("error",)
     assert ("gen_ai.usage.input_tokens" in attributes) is refined
     assert attributes.get("openai.response.service_tier") == ("default" if refined else None)
+
+
+async def test_event_lines_that_disagree_with_the_json_type_are_ignored(
+    runner: Runner, server: LoopbackServer
+) -> None:
+    frames = [
+        f"event: message\ndata: {json.dumps(e)}\n\n" for e in events_of(text="typed", usage=USAGE)
+    ]
+    server.enqueue(Reply(body=sse_body(frames)))
+    client = runner.client(base_url=server.base_url)
+    stream = await runner.call(client.responses.create(model="m", input="x", stream=True))
+    kinds = [event.type for event in await runner.events(stream)]
+    await runner.close(client)
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert (await runner.call(stream.get_final_response())).output_text == "typed"
