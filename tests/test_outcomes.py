@@ -603,3 +603,30 @@ async def test_one_span_per_operation(runner, server, make, span_exporter) -> No
     assert [attrs(span)[RESPONSE_ID] for span in spans] == ["resp_a", "resp_b", "resp_c"]
     assert all(span.status.status_code is StatusCode.UNSET for span in spans)
     assert len({span.context.span_id for span in spans}) == 3
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "message"),
+    [
+        (
+            {"object": "error", "message": "bad input", "type": "BadRequestError", "code": 400},
+            "400",
+            "bad input",
+        ),  # vLLM
+        (
+            {"error": {"code": 502, "message": "Provider returned error"}},
+            "502",
+            "Provider returned error",
+        ),  # OpenRouter, after streaming started
+        ({"type": "error", "code": 429, "message": "busy"}, "429", "busy"),
+    ],
+    ids=["vllm-object-error", "untyped-nested-error", "numeric-code"],
+)
+async def test_gateway_error_shapes(
+    runner, server, make, span_exporter, payload, code, message
+) -> None:
+    server.enqueue(Reply(body=sse_body([created(), *deltas(["Hi"]), payload])))
+    with pytest.raises(ResponseFailedError) as caught:
+        await create(runner, make())
+    assert (caught.value.code, caught.value.message) == (code, message)
+    assert_error_span(span_exporter, code, gen_ai__response__id="resp_1")

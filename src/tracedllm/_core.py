@@ -135,7 +135,7 @@ class StreamCore:
         if kind in _LIFECYCLE:
             if self.recorder is not None and isinstance(event, _LIFECYCLE_EVENTS):
                 self.recorder.response_started(event.response)
-        elif kind in _TERMINAL or kind is None:
+        elif kind in _TERMINAL or type(event) is ev.UnknownEvent:
             self._terminal(event)
             if self.failing is not None:
                 return None  # an `error` event: raised once settled, nothing yielded after it
@@ -179,9 +179,11 @@ class StreamCore:
         else:
             extra = event.model_extra or {}
             if not (extra.get("object") == "error" or isinstance(extra.get("error"), dict)):
-                # a terminal type whose payload did not validate, or a typeless object
-                self.skipped += 1
-                logger.warning("tracedllm skipped a malformed %s event", event.type or "untyped")
+                if event.type is None or event.type in _TERMINAL:  # else: an unknown event type
+                    self.skipped += 1
+                    logger.warning(
+                        "tracedllm skipped a malformed %s event", event.type or "untyped"
+                    )
                 return
             error_event = ev.ErrorEvent.model_validate({**extra, "type": "error"})
             self.failing = ResponseFailedError(

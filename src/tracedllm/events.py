@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Union, cast
 
 from pydantic import Field, TypeAdapter
 
-from .models import OutputItem, Response, WireModel
+from .models import ErrorCode, OutputItem, Response, WireModel, _number_to_str
 
 __all__ = ["EVENT_TYPES", "Event", "UnknownEvent", "parse_event"]
 
@@ -100,7 +100,7 @@ class ErrorEvent(BaseEvent):
     """``error``: flat (``code``/``message`` at the top) or nested (``error{code, message}``)."""
 
     type: Literal["error"]
-    code: str | None = None
+    code: ErrorCode = None
     message: str | None = None
     param: str | None = None
     error: dict[str, Any] | None = None
@@ -108,7 +108,7 @@ class ErrorEvent(BaseEvent):
     @property
     def error_code(self) -> str | None:
         """The error code: the nested value first, then the flat one."""
-        nested = self.error.get("code") if self.error else None
+        nested = _number_to_str(self.error.get("code")) if self.error else None
         return nested if isinstance(nested, str) and nested else self.code
 
     @property

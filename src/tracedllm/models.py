@@ -41,6 +41,14 @@ def _none_to_list(value: Any) -> Any:
     return [] if value is None else value
 
 
+def _number_to_str(value: Any) -> Any:
+    return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+ErrorCode = Annotated[str | None, BeforeValidator(_number_to_str)]
+"""An error code; some servers send numbers (``400``, ``502``), kept as strings."""
+
+
 class InputTokensDetails(WireModel):
     """``usage.input_tokens_details``."""
 
@@ -71,7 +79,7 @@ class Usage(WireModel):
 class ResponseError(WireModel):
     """``response.error`` of a failed response."""
 
-    code: str | None = None
+    code: ErrorCode = None
     message: str | None = None
 
 
