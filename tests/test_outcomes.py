@@ -630,3 +630,18 @@ async def test_gateway_error_shapes(
         await create(runner, make())
     assert (caught.value.code, caught.value.message) == (code, message)
     assert_error_span(span_exporter, code, gen_ai__response__id="resp_1")
+
+
+@pytest.mark.parametrize(
+    "terminal",
+    [{"type": "response.completed"}, {"type": "response.completed", "response": None}],
+    ids=["no-response", "null-response"],
+)
+async def test_minimal_completed_event(runner, server, make, span_exporter, terminal) -> None:
+    """A server that sends response.completed without its response object still completes."""
+    server.enqueue(Reply(body=sse_body([created(), *deltas(["Hel", "lo"]), terminal])))
+    final = await create(runner, make())
+    assert (final.id, final.output_text) == ("resp_1", "Hello")
+    span = only_span(span_exporter)
+    assert span.status.status_code is StatusCode.UNSET
+    assert attrs(span)[RESPONSE_ID] == "resp_1"

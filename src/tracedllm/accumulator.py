@@ -26,9 +26,9 @@ class Accumulator:
     """Collects the state of one response from its events.
 
     Attributes:
-        response: the latest response object the server sent (``response.created``,
-            ``.in_progress``, ``.queued`` or the terminal one); ``None`` before the first.
-        last_sequence_number: the ``sequence_number`` of the last event that carried one.
+        response: the latest response object of a lifecycle event (``response.created``,
+            ``.in_progress``, ``.queued``); ``None`` before the first. Terminal responses go
+            through :meth:`final`.
     """
 
     __slots__ = ("_added", "_arguments", "_dispatch", "_done", "_text", "response")
@@ -47,9 +47,6 @@ class Accumulator:
             "response.created": self._on_response,
             "response.in_progress": self._on_response,
             "response.queued": self._on_response,
-            "response.completed": self._on_response,
-            "response.failed": self._on_response,
-            "response.incomplete": self._on_response,
         }
 
     def feed(self, event: ev.Event) -> None:
@@ -103,10 +100,21 @@ class Accumulator:
         return OutputText(type="output_text", text="".join(self._text[index]))
 
     def final(self, terminal: Response) -> Response:
-        """The terminal response; ``output`` rebuilt from the stream if the server left it empty."""
-        if terminal.output or not (self._done or self._added or self._text):
-            return terminal
-        return terminal.model_copy(update={"output": self.output()})
+        """The terminal response, with what the server left out taken from the stream.
+
+        An empty ``output`` is rebuilt from the streamed items; a missing ``id`` or ``model``
+        comes from the earlier lifecycle events.
+        """
+        update: dict[str, Any] = {}
+        if not terminal.output and (self._done or self._added or self._text):
+            update["output"] = self.output()
+        earlier = self.response
+        if earlier is not None:
+            if terminal.id is None and earlier.id is not None:
+                update["id"] = earlier.id
+            if terminal.model is None and earlier.model is not None:
+                update["model"] = earlier.model
+        return terminal.model_copy(update=update) if update else terminal
 
     def partial(self) -> Response | None:
         """What arrived so far, for a stream that broke off; ``None`` when nothing did."""

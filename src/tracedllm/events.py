@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, Union, cast
 
-from pydantic import Field, TypeAdapter
+from pydantic import BeforeValidator, Field, TypeAdapter
 
 from .models import ErrorCode, OutputItem, Response, WireModel, _number_to_str
 
@@ -26,8 +26,14 @@ class BaseEvent(WireModel):
     sequence_number: int | None = None
 
 
+def _empty_if_none(value: Any) -> Any:
+    return {} if value is None else value
+
+
 class _LifecycleEvent(BaseEvent):
-    response: Response
+    # Minimal servers omit the response object (or send null): an empty one keeps the event
+    # typed, and the accumulator fills the ids from earlier events.
+    response: Annotated[Response, BeforeValidator(_empty_if_none)] = Field(default_factory=Response)
 
 
 class _ItemEvent(BaseEvent):
