@@ -93,6 +93,9 @@ class _StreamBase:
             core.done
             and not self._eof
             and (core.final is not None or isinstance(core.error, StreamError))
+            # HTTP/2 keeps its connection when a stream is closed, and its network stream is
+            # shared by other requests: never cap its reads.
+            and self._response.http_version in ("HTTP/1.1", "HTTP/1.0")
         )
 
     @contextmanager
