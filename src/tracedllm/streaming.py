@@ -93,9 +93,6 @@ class _StreamBase:
             core.done
             and not self._eof
             and (core.final is not None or isinstance(core.error, StreamError))
-            # HTTP/2 keeps its connection when a stream is closed, and its network stream is
-            # shared by other requests: never cap its reads.
-            and self._response.http_version in ("HTTP/1.1", "HTTP/1.0")
         )
 
     @contextmanager
@@ -107,7 +104,8 @@ class _StreamBase:
         """
         stream: Any = self._response.extensions.get("network_stream")
         read = getattr(stream, "read", None)
-        if read is None:
+        # An HTTP/2 network stream is shared by other requests: never cap its reads.
+        if read is None or self._response.http_version not in ("HTTP/1.1", "HTTP/1.0"):
             yield False
             return
 
