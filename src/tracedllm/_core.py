@@ -185,7 +185,10 @@ class StreamCore:
                         "tracedllm skipped a malformed %s event", event.type or "untyped"
                     )
                 return
-            error_event = ev.ErrorEvent.model_validate({**extra, "type": "error"})
+            try:
+                error_event = ev.ErrorEvent.model_validate({**extra, "type": "error"})
+            except ValidationError:  # an error object of an odd shape is still an error
+                error_event = ev.ErrorEvent(type="error")
             self.failing = ResponseFailedError(
                 error_event.error_code,
                 error_event.error_message,
