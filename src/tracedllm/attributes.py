@@ -14,6 +14,8 @@ OPERATION_CHAT: Final = "chat"
 API_TYPE_RESPONSES: Final = "responses"
 ERROR_TYPE_OTHER: Final = "_OTHER"
 ERROR_TYPE_CANCELLED: Final = "cancelled"
+ERROR_TYPE_TIMEOUT: Final = "timeout"
+ERROR_TYPE_STREAM_TRUNCATED: Final = "stream_truncated"
 
 # Request / span-start attributes
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import attributes as attr
+
 if TYPE_CHECKING:
     from .models import Response
 
@@ -149,7 +151,7 @@ class APITimeoutError(APIConnectionError):
 
     @property
     def error_type(self) -> str:
-        return "timeout"
+        return attr.ERROR_TYPE_TIMEOUT
 
 
 class UnexpectedContentTypeError(APIError):
@@ -193,7 +195,7 @@ class ResponseFailedError(StreamError):
 
     @property
     def error_type(self) -> str:
-        return self.code or "_OTHER"
+        return self.code or attr.ERROR_TYPE_OTHER
 
 
 class ResponseIncompleteError(StreamError):
@@ -221,4 +223,4 @@ class StreamTruncatedError(StreamError):
 
     @property
     def error_type(self) -> str:
-        return "stream_truncated"
+        return attr.ERROR_TYPE_STREAM_TRUNCATED
