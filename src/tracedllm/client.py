@@ -7,12 +7,13 @@ consumes the stream internally and returns the final response, with the same spa
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import httpx
 from opentelemetry import metrics, trace
@@ -34,6 +35,8 @@ from .streaming import AsyncResponseStream, ResponseStream
 from .tracing import SpanRecorder, get_tracer, instrumentation_suppressed
 
 __all__ = ["AsyncClient", "Client"]
+
+HttpClientT = TypeVar("HttpClientT", httpx.Client, httpx.AsyncClient)
 
 
 class _Attempt:
@@ -198,28 +201,8 @@ class ResponseStreamManager:
             self._stream.__exit__(exc_type, exc, tb)
 
 
-class Client:
-    """A traced client for the OpenAI Responses API (and any server that speaks it).
-
-    Args:
-        api_key: defaults to ``$OPENAI_API_KEY``; without one no ``Authorization`` header is sent
-            (fine for local servers).
-        base_url: defaults to ``$OPENAI_BASE_URL``, then ``https://api.openai.com/v1``.
-        provider_name: the ``gen_ai.provider.name`` to record; by default derived from the host
-            (``openai`` for api.openai.com and unknown hosts, ``azure.ai.openai`` for Azure...).
-        tracer_provider: where spans go; defaults to the global tracer provider.
-        meter_provider: where the GenAI metrics go; defaults to the global meter provider.
-        http_client: an ``httpx.Client`` to use (you keep ownership); by default one is created
-            and closed by :meth:`close`.
-        timeout: seconds (or an ``httpx.Timeout``); default 5 s to connect, 600 s between bytes.
-            Only applies to the client tracedllm creates.
-        max_retries: retries for 408/409/429/5xx and connection errors before the first byte.
-        default_headers: extra headers sent with every request.
-        capture_content: record message content (off by default): ``True`` or ``"SPAN_ONLY"``
-            for span attributes, ``"EVENT_ONLY"`` / ``"SPAN_AND_EVENT"`` for the
-            ``gen_ai.client.inference.operation.details`` log event; ``None`` reads
-            ``$OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
-    """
+class _ClientBase(Generic[HttpClientT]):
+    """What both clients share: configuration, telemetry and the owned-or-injected httpx client."""
 
     def __init__(
         self,
@@ -229,7 +212,7 @@ class Client:
         provider_name: str | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
-        http_client: httpx.Client | None = None,
+        http_client: HttpClientT | None = None,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int = 2,
         default_headers: dict[str, str] | None = None,
@@ -247,12 +230,53 @@ class Client:
         self.tracer = get_tracer(tracer_provider)
         self.metrics = GenAIMetrics(meter_provider)
         self._owns_http = http_client is None
-        self.http = http_client or httpx.Client(timeout=self.config.timeout)
-        self.responses = Responses(self)
+        self.http: HttpClientT = http_client or self._new_http_client()
+
+    def _new_http_client(self) -> HttpClientT:
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         config = self.config
-        return f"Client(base_url={config.base_url!r}, provider_name={config.provider_name!r})"
+        return (
+            f"{type(self).__name__}(base_url={config.base_url!r}, "
+            f"provider_name={config.provider_name!r})"
+        )
+
+
+class Client(_ClientBase[httpx.Client]):
+    """A traced client for the OpenAI Responses API (and any server that speaks it).
+
+    ``client.responses`` is the API; ``close()`` (or a ``with`` block) releases the HTTP client
+    tracedllm created. All arguments are keyword-only.
+
+    Args:
+        api_key: defaults to ``$OPENAI_API_KEY``; without one no ``Authorization`` header is sent
+            (fine for local servers).
+        base_url: defaults to ``$OPENAI_BASE_URL``, then ``https://api.openai.com/v1``.
+        provider_name: the ``gen_ai.provider.name`` to record; by default derived from the host
+            (``openai`` for api.openai.com and unknown hosts, ``azure.ai.openai`` for Azure...).
+        tracer_provider: where spans go; defaults to the global tracer provider.
+        meter_provider: where the GenAI metrics go; defaults to the global meter provider.
+        http_client: an ``httpx.Client`` (``httpx.AsyncClient`` for :class:`AsyncClient`) to use;
+            you keep ownership. By default one is created and closed by ``close()`` /
+            ``aclose()``.
+        timeout: seconds (or an ``httpx.Timeout``); default 5 s to connect, 600 s between bytes.
+            Only applies to the client tracedllm creates.
+        max_retries: retries for 408/409/429/5xx and connection errors before the first byte.
+        default_headers: extra headers sent with every request.
+        capture_content: record message content (off by default): ``True`` or ``"SPAN_ONLY"``
+            for span attributes, ``"EVENT_ONLY"`` / ``"SPAN_AND_EVENT"`` for the
+            ``gen_ai.client.inference.operation.details`` log event; ``None`` reads
+            ``$OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    """
+
+    def _new_http_client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.config.timeout)
+
+    @functools.cached_property
+    def responses(self) -> Responses:
+        """The Responses API: ``create()`` and ``stream()``."""
+        return Responses(self)
 
     def close(self) -> None:
         """Close the HTTP client, if tracedllm created it."""
@@ -356,43 +380,17 @@ class AsyncResponseStreamManager:
             await self._stream.__aexit__(exc_type, exc, tb)
 
 
-class AsyncClient:
-    """The asyncio twin of :class:`Client`; ``http_client`` is an ``httpx.AsyncClient``."""
+class AsyncClient(_ClientBase[httpx.AsyncClient]):
+    """The asyncio twin of :class:`Client`: the same arguments, ``http_client`` an
+    ``httpx.AsyncClient``; ``aclose()`` or ``async with``."""
 
-    def __init__(
-        self,
-        *,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        provider_name: str | None = None,
-        tracer_provider: trace.TracerProvider | None = None,
-        meter_provider: metrics.MeterProvider | None = None,
-        http_client: httpx.AsyncClient | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        max_retries: int = 2,
-        default_headers: dict[str, str] | None = None,
-        capture_content: bool | str | None = None,
-    ) -> None:
-        self.config = ClientConfig.create(
-            api_key=api_key,
-            base_url=base_url,
-            provider_name=provider_name,
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=default_headers,
-            capture_content=capture_content,
-        )
-        self.tracer = get_tracer(tracer_provider)
-        self.metrics = GenAIMetrics(meter_provider)
-        self._owns_http = http_client is None
-        self.http = http_client or httpx.AsyncClient(timeout=self.config.timeout)
-        self.responses = AsyncResponses(self)
+    def _new_http_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.config.timeout)
 
-    def __repr__(self) -> str:
-        return (
-            f"AsyncClient(base_url={self.config.base_url!r}, "
-            f"provider_name={self.config.provider_name!r})"
-        )
+    @functools.cached_property
+    def responses(self) -> AsyncResponses:
+        """The Responses API: ``await create()`` and ``stream()``."""
+        return AsyncResponses(self)
 
     async def aclose(self) -> None:
         """Close the HTTP client, if tracedllm created it."""
