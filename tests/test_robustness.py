@@ -590,7 +590,7 @@ async def test_memory_is_flat(runner, server) -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     client = runner.client(base_url=server.base_url, tracer_provider=provider)
-    warmup, half = (150, 250) if runner.is_async else (150, 500)
+    warmup, half = 1_000, 4_500  # 10,000 requests in all
 
     async def run(count: int) -> None:
         for i in range(count):
