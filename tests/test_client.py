@@ -664,3 +664,19 @@ async def test_event_lines_that_disagree_with_the_json_type_are_ignored(
     await runner.close(client)
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert (await runner.call(stream.get_final_response())).output_text == "typed"
+
+
+async def test_reading_on_after_an_error_event_is_bounded_in_bytes(
+    runner: Runner, server: LoopbackServer
+) -> None:
+    """A server that keeps sending after an ``error`` event (here: 400 KB of keep-alives over
+    ~2 s) is not read to its end: the error is raised after the first 64 KB."""
+    head = sse_body([*events_of(text="x", terminal="none"), ERROR_EVENT])
+    filler = (": keep-alive" + " " * 4083 + "\n\n").encode()  # 4 KB each
+    server.enqueue(Reply(chunks=(head, *[filler] * 100), chunk_delay=0.02))
+    client = runner.client(base_url=server.base_url, timeout=5)
+    started = time.monotonic()
+    with pytest.raises(ResponseFailedError, match="Slow down"):
+        await runner.call(client.responses.create(model="m", input="x"))
+    assert time.monotonic() - started < 1.2
+    await runner.close(client)

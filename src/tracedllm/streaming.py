@@ -34,7 +34,7 @@ _pending_closes: set[asyncio.Task[None]] = set()
 _DRAIN_TIMEOUT = 0.05
 """Seconds to wait for the end of the HTTP body after the terminal event."""
 _DRAIN_LIMIT = 65536
-"""Bytes read past the terminal event before giving up on reusing the connection."""
+"""Bytes read past the last event handed out before giving up on the rest of the body."""
 
 
 def _transport_error(exc: Exception) -> APIConnectionError:
@@ -122,6 +122,19 @@ class _StreamBase:
         finally:
             del stream.read
 
+    def _rest(self, chunk: bytes | None, received: int) -> bool:
+        """One chunk of the body after the last event handed out; ``None`` at its end.
+
+        Read for two reasons: to let the connection go back to the pool (the chunk is
+        discarded) and, after an ``error`` event, to find the ``response.failed`` that refines
+        it (the chunk is fed to the core, which raises the refined error). Returns whether to
+        stop reading: past :data:`_DRAIN_LIMIT` bytes, a server is not finishing its body.
+        """
+        if self._core.failing is not None:
+            self._take(chunk)
+            self._next_event()  # raises once the refining terminal event arrives
+        return received > _DRAIN_LIMIT
+
     def _next_event(self) -> Event | None:
         """The next event from what has been read, or ``None`` when more bytes are needed."""
         core = self._core
@@ -163,7 +176,8 @@ class ResponseStream(_StreamBase):
             try:
                 event = self._next_event()
                 if event is None and self._core.failing is not None:
-                    self._settle()
+                    self._read_rest()
+                    self._core.settle()
             except StreamError:
                 self._release()
                 raise
@@ -221,21 +235,11 @@ class ResponseStream(_StreamBase):
         if not self._closed:
             self._closed = True
             if drain and self._drainable():
-                self._drain()
+                self._read_rest()
             self._response.close()
 
-    def _settle(self) -> None:
-        """After an ``error`` event, read on briefly for the ``response.failed`` that refines it."""
-        with self._bounded_reads() as bounded:
-            try:
-                while bounded and self._core.failing is not None and not self._eof:
-                    self._take(next(self._chunks, None))
-                    self._next_event()  # raises once the refining terminal event arrives
-            except (httpx.TransportError, httpx.StreamError):
-                pass
-        self._core.settle()
-
-    def _drain(self) -> None:
+    def _read_rest(self) -> None:
+        """Read what is left of the body with capped reads (see :meth:`_StreamBase._rest`)."""
         with self._bounded_reads() as bounded:
             if not bounded:
                 return
@@ -243,8 +247,9 @@ class ResponseStream(_StreamBase):
             try:
                 for chunk in self._chunks:
                     received += len(chunk)
-                    if received > _DRAIN_LIMIT:
+                    if self._rest(chunk, received):
                         return
+                self._rest(None, received)
             except (httpx.TransportError, httpx.StreamError):
                 pass
 
@@ -284,7 +289,8 @@ class AsyncResponseStream(_StreamBase):
             try:
                 event = self._next_event()
                 if event is None and self._core.failing is not None:
-                    await self._settle()
+                    await self._read_rest()
+                    self._core.settle()
             except StreamError:
                 await self._release()
                 raise
@@ -332,24 +338,14 @@ class AsyncResponseStream(_StreamBase):
         if not self._closed:
             self._closed = True
             if self._drainable():
-                await self._drain()
+                await self._read_rest()
             try:
                 await self._response.aclose()
             except Exception:
                 logger.debug("tracedllm could not close the HTTP response", exc_info=True)
 
-    async def _settle(self) -> None:
-        """After an ``error`` event, read on briefly for the ``response.failed`` that refines it."""
-        with self._bounded_reads() as bounded:
-            try:
-                while bounded and self._core.failing is not None and not self._eof:
-                    self._take(await anext(self._chunks, None))
-                    self._next_event()  # raises once the refining terminal event arrives
-            except (httpx.TransportError, httpx.StreamError):
-                pass
-        self._core.settle()
-
-    async def _drain(self) -> None:
+    async def _read_rest(self) -> None:
+        """Read what is left of the body with capped reads (see :meth:`_StreamBase._rest`)."""
         with self._bounded_reads() as bounded:
             if not bounded:
                 return
@@ -357,8 +353,9 @@ class AsyncResponseStream(_StreamBase):
             try:
                 async for chunk in self._chunks:
                     received += len(chunk)
-                    if received > _DRAIN_LIMIT:
+                    if self._rest(chunk, received):
                         return
+                self._rest(None, received)
             except (httpx.TransportError, httpx.StreamError):
                 pass
 
