@@ -492,19 +492,22 @@ def test_model_is_required() -> None:
     client.close()
 
 
-def test_httpx_client_span_is_a_child_of_the_chat_span(
-    server: LoopbackServer, tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+async def test_httpx_client_span_is_a_child_of_the_chat_span(
+    runner: Runner,
+    server: LoopbackServer,
+    tracer_provider: TracerProvider,
+    span_exporter: InMemorySpanExporter,
 ) -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     server.enqueue(Reply(body=stream_of(text="x")))
-    client = tracedllm.Client(base_url=server.base_url, tracer_provider=tracer_provider)
+    client = runner.client(base_url=server.base_url, tracer_provider=tracer_provider)
     HTTPXClientInstrumentor.instrument_client(client.http, tracer_provider=tracer_provider)
     try:
-        client.responses.create(model="m", input="x")
+        await runner.call(client.responses.create(model="m", input="x"))
     finally:
         HTTPXClientInstrumentor.uninstrument_client(client.http)
-        client.close()
+        await runner.close(client)
     spans = {span.name: span for span in span_exporter.get_finished_spans()}
     chat, http = spans["chat m"], spans["POST"]
     assert http.parent is not None and chat.context is not None
@@ -544,7 +547,6 @@ def test_public_api_is_pinned() -> None:
 @pytest.mark.parametrize(
     ("sync", "async_"),
     [
-        (tracedllm.Client.__init__, tracedllm.AsyncClient.__init__),
         (tracedllm.client.Responses.create, tracedllm.client.AsyncResponses.create),
         (tracedllm.client.Responses.stream, tracedllm.client.AsyncResponses.stream),
         (tracedllm.ResponseStream.choices, tracedllm.AsyncResponseStream.choices),
@@ -680,3 +682,23 @@ async def test_reading_on_after_an_error_event_is_bounded_in_bytes(
         await runner.call(client.responses.create(model="m", input="x"))
     assert time.monotonic() - started < 1.2
     await runner.close(client)
+
+
+async def test_snapshot_shows_the_response_as_it_builds(
+    runner: Runner, server: LoopbackServer
+) -> None:
+    server.enqueue(Reply(body=stream_of(text=["Hel", "lo"], usage=USAGE)))
+    client = runner.client(base_url=server.base_url)
+    stream = await runner.call(client.responses.create(model="m", input="x", stream=True))
+    seen = []
+
+    async def step() -> Any:
+        return await runner.call(stream.__anext__() if runner.is_async else next(stream))
+
+    while (event := await step()).type != "response.completed":
+        if event.type == "response.output_text.delta":
+            seen.append(stream.snapshot.output_text)
+    final = await runner.call(stream.get_final_response())
+    await runner.close(client)
+    assert seen == ["Hel", "Hello"]
+    assert stream.snapshot == final

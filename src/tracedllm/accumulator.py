@@ -31,7 +31,7 @@ class Accumulator:
             through :meth:`final`.
     """
 
-    __slots__ = ("_added", "_arguments", "_dispatch", "_done", "_text", "response")
+    __slots__ = ("_added", "_arguments", "_done", "_text", "response")
 
     def __init__(self) -> None:
         self.response: Response | None = None
@@ -39,21 +39,12 @@ class Accumulator:
         self._done: dict[int, OutputItem] = {}
         self._text: dict[int, list[str]] = {}
         self._arguments: dict[int, list[str]] = {}
-        self._dispatch: dict[str, Callable[[Any], None]] = {
-            "response.output_text.delta": self._on_text_delta,
-            "response.function_call_arguments.delta": self._on_arguments_delta,
-            "response.output_item.added": self._on_item_added,
-            "response.output_item.done": self._on_item_done,
-            "response.created": self._on_response,
-            "response.in_progress": self._on_response,
-            "response.queued": self._on_response,
-        }
 
     def feed(self, event: ev.Event) -> None:
         """Take one event into account."""
-        handler = self._dispatch.get(event.type)  # type: ignore[arg-type]
+        handler = _HANDLERS.get(event.type)  # type: ignore[arg-type]
         if handler is not None:
-            handler(event)
+            handler(self, event)
 
     def _on_text_delta(self, event: ev.OutputTextDeltaEvent) -> None:
         index = event.output_index or 0
@@ -122,3 +113,15 @@ class Accumulator:
         if self.response is None:
             return Response(output=output) if output else None
         return self.response.model_copy(update={"output": output or self.response.output})
+
+
+_HANDLERS: dict[str, Callable[[Accumulator, Any], None]] = {
+    "response.output_text.delta": Accumulator._on_text_delta,
+    "response.function_call_arguments.delta": Accumulator._on_arguments_delta,
+    "response.output_item.added": Accumulator._on_item_added,
+    "response.output_item.done": Accumulator._on_item_done,
+    "response.created": Accumulator._on_response,
+    "response.in_progress": Accumulator._on_response,
+    "response.queued": Accumulator._on_response,
+}
+"""The event types the accumulator looks at; built once, not per stream."""
