@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tracedllm import AsyncClient, Client
+from tracedllm import AsyncClient, AsyncResponseStream, Client, ResponseStream
 from tracedllm._loopback import LoopbackServer
 
 # span_exporter, tracer_provider, genai_spans, metric_reader, meter_provider and sse_server come
@@ -73,10 +73,20 @@ class Runner:
         kwargs.setdefault("api_key", "sk-test-not-a-real-key")
         return AsyncClient(**kwargs) if self.is_async else Client(**kwargs)
 
+    # A stream differs by mode (ResponseStream vs AsyncResponseStream), so it gets its own
+    # overload; everything else (Response, None, ...) is the same type in both modes.
+    @overload
     @staticmethod
-    async def call(value: T | Awaitable[T]) -> T:
+    async def call(
+        value: ResponseStream | Awaitable[AsyncResponseStream],
+    ) -> ResponseStream | AsyncResponseStream: ...
+    @overload
+    @staticmethod
+    async def call(value: T | Awaitable[T]) -> T: ...
+    @staticmethod
+    async def call(value: Any) -> Any:
         if isinstance(value, Awaitable):
-            return await value  # type: ignore[no-any-return]
+            return await value
         return value
 
     async def events(self, stream: Any) -> list[Any]:
@@ -88,7 +98,7 @@ class Runner:
     async def close(self, thing: Any) -> None:
         await self.call(thing.aclose() if self.is_async else thing.close())
 
-    def run(self, body: Callable[[], Awaitable[T]]) -> T:
+    def run(self, body: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(body())
 
 

@@ -166,8 +166,9 @@ class OTLPReceiver:
                 return metrics_service_pb2.ExportMetricsServiceResponse()
 
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._grpc)
-        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(), self._grpc)
+        # the generated *_pb2_grpc modules are untyped
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), self._grpc)  # type: ignore[no-untyped-call]
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricsServicer(), self._grpc)  # type: ignore[no-untyped-call]
         self.grpc_port = self._grpc.add_insecure_port("127.0.0.1:0")
         self._grpc.start()
 

@@ -17,12 +17,16 @@ from opentelemetry.trace import SpanKind, StatusCode
 import tracedllm
 from conftest import Runner, only_span
 from tracedllm import (
+    AsyncClient,
+    AsyncResponseStream,
+    Client,
     FinalResponse,
     MessageId,
     Reasoning,
     ReasoningDelta,
     ResponseFailedError,
     ResponseIncompleteError,
+    ResponseStream,
     StreamTruncatedError,
     TextDelta,
     ToolCall,
@@ -96,10 +100,12 @@ async def test_stream_context_manager_yields_typed_events(
     server.enqueue(Reply(body=stream_of(text=["a", "b", "c"], usage=USAGE), chunk_size=5))
     client = runner.client(base_url=server.base_url, tracer_provider=tracer_provider)
     if runner.is_async:
+        assert isinstance(client, AsyncClient)
         async with client.responses.stream(model="m", input="x") as stream:
             deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
             final = await stream.get_final_response()
     else:
+        assert isinstance(client, Client)
         with client.responses.stream(model="m", input="x") as stream:
             deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
             final = stream.get_final_response()
@@ -291,15 +297,17 @@ async def test_failures_raise_from_iteration_and_end_the_span_with_error(
     error_class: type[Exception],
     message: str,
 ) -> None:
-    server.enqueue(Reply(body=stream_of(text="partial", terminal=terminal, usage=USAGE)))  # type: ignore[arg-type]
+    server.enqueue(Reply(body=stream_of(text="partial", terminal=terminal, usage=USAGE)))
     client = runner.client(base_url=server.base_url, tracer_provider=tracer_provider)
     stream = await runner.call(client.responses.create(model="m", input="x", stream=True))
     seen: list[str] = []
     with pytest.raises(error_class) as info:
         if runner.is_async:
+            assert isinstance(stream, AsyncResponseStream)
             async for event in stream:
                 seen.append(event.type)
         else:
+            assert isinstance(stream, ResponseStream)
             for event in stream:
                 seen.append(event.type)
     assert str(info.value).startswith(message)
@@ -547,8 +555,8 @@ def test_public_api_is_pinned() -> None:
 @pytest.mark.parametrize(
     ("sync", "async_"),
     [
-        (tracedllm.client.Responses.create, tracedllm.client.AsyncResponses.create),
-        (tracedllm.client.Responses.stream, tracedllm.client.AsyncResponses.stream),
+        (tracedllm.Responses.create, tracedllm.AsyncResponses.create),
+        (tracedllm.Responses.stream, tracedllm.AsyncResponses.stream),
         (tracedllm.ResponseStream.choices, tracedllm.AsyncResponseStream.choices),
         (
             tracedllm.ResponseStream.get_final_response,
@@ -605,7 +613,7 @@ async def test_sdk_disabled_records_nothing_and_the_call_works(
     server.enqueue(Reply(body=stream_of(text="ok", usage=USAGE)))
     client = runner.client(base_url=server.base_url, tracer_provider=provider)
     stream = await runner.call(client.responses.create(model="m", input="x", stream=True))
-    assert stream._core.recorder is not None and not stream._core.recorder.recording
+    assert stream._engine.recorder is not None and not stream._engine.recorder.recording
     assert (await runner.call(stream.get_final_response())).output_text == "ok"
     await runner.close(client)
     assert exporter.get_finished_spans() == ()
@@ -693,10 +701,15 @@ async def test_snapshot_shows_the_response_as_it_builds(
     seen = []
 
     async def step() -> Any:
-        return await runner.call(stream.__anext__() if runner.is_async else next(stream))
+        if runner.is_async:
+            assert isinstance(stream, AsyncResponseStream)
+            return await runner.call(stream.__anext__())
+        assert isinstance(stream, ResponseStream)
+        return await runner.call(next(stream))
 
     while (event := await step()).type != "response.completed":
         if event.type == "response.output_text.delta":
+            assert stream.snapshot is not None
             seen.append(stream.snapshot.output_text)
     final = await runner.call(stream.get_final_response())
     await runner.close(client)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 import pydantic
 import pytest
@@ -22,8 +22,8 @@ REQUIRED: dict[str, dict[str, Any]] = {
 def minimal(event_type: str) -> dict[str, Any]:
     cls = next(
         c
-        for c in ev.KnownEvent.__args__
-        if c.model_fields["type"].annotation.__args__[0] == event_type
+        for c in get_args(ev.KnownEvent)
+        if get_args(c.model_fields["type"].annotation)[0] == event_type
     )
     payload: dict[str, Any] = {"type": event_type, "sequence_number": 3}
     for field, value in REQUIRED.items():
@@ -69,13 +69,25 @@ def test_unknown_fields_are_kept_and_events_are_frozen() -> None:
 def test_unknown_type_becomes_unknown_event_with_its_payload() -> None:
     event = parse_event(b'{"type":"response.apply_patch_call_operation_diff.delta","delta":"+x"}')
     assert isinstance(event, UnknownEvent)
-    assert event.type == "response.apply_patch_call_operation_diff.delta"
+    assert event.type == "tracedllm.unknown"  # never a wire type, so `event.type ==` narrows
+    assert event.wire_type == "response.apply_patch_call_operation_diff.delta"
     assert event.model_extra == {"delta": "+x"}
 
 
 def test_known_type_with_a_bad_payload_does_not_raise() -> None:
     event = parse_event(b'{"type":"response.output_text.delta","delta":{"not":"a string"}}')
     assert isinstance(event, UnknownEvent)
+    assert (event.wire_type, event.model_extra) == (
+        "response.output_text.delta",
+        {"delta": {"not": "a string"}},
+    )
+    assert ev.kind_of(event) is ev.EventKind.UNKNOWN
+
+
+def test_untyped_object_is_an_unknown_event_without_wire_type() -> None:
+    event = parse_event(b'{"object":"error","message":"boom"}')
+    assert isinstance(event, UnknownEvent)
+    assert event.wire_type is None
 
 
 def test_not_json_raises_validation_error() -> None:

@@ -26,8 +26,9 @@ def server() -> Iterator[LoopbackServer]:
         yield srv
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` seconds pass."""
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass (generous: a loaded machine
+    is slow, and a condition that holds returns at once)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -284,13 +285,22 @@ async def test_200_concurrent_async_requests() -> None:
         assert await asyncio.to_thread(wait_for, lambda: srv.open_connections == 0)
 
 
+def holding(server: LoopbackServer, connections: int) -> Callable[[], bool]:
+    return lambda: server.open_connections == connections
+
+
 async def test_1000_open_connections() -> None:
     with LoopbackServer(default=Reply(body=b"x", content_length=True)) as srv:
-        conns = await asyncio.gather(
-            *(asyncio.open_connection("127.0.0.1", srv.port) for _ in range(1000))
-        )
+        conns: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        for _ in range(10):  # in batches: a burst of 1,000 SYNs overflows a busy accept queue
+            conns += await asyncio.gather(
+                *(asyncio.open_connection("127.0.0.1", srv.port) for _ in range(100))
+            )
+            assert await asyncio.to_thread(wait_for, holding(srv, len(conns)))
         try:
-            assert await asyncio.to_thread(wait_for, lambda: srv.open_connections == 1000)
+            assert await asyncio.to_thread(wait_for, lambda: srv.open_connections == 1000), (
+                srv.open_connections
+            )
             for _, writer in conns:
                 writer.write(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
             heads = await asyncio.gather(*(r.readuntil(b"\r\n\r\nx") for r, _ in conns))

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import Histogram, HistogramDataPoint, InMemoryMetricReader
 
 from conftest import Runner
 from tracedllm import ResponseFailedError, StreamTruncatedError
@@ -23,7 +23,7 @@ BASE = {
     "gen_ai.response.model": "gpt-test",
     "server.address": "127.0.0.1",
 }
-Points = dict[str, tuple[str, list[HistogramDataPoint]]]
+Points = dict[str, tuple[str | None, list[HistogramDataPoint]]]
 
 
 @pytest.fixture
@@ -39,7 +39,11 @@ def collect(reader: InMemoryMetricReader) -> Points:
     assert data is not None
     (scope,) = data.resource_metrics[0].scope_metrics
     assert scope.scope.name == "tracedllm"
-    return {m.name: (m.unit, list(m.data.data_points)) for m in scope.metrics}  # type: ignore[union-attr]
+    points: Points = {}
+    for m in scope.metrics:
+        assert isinstance(m.data, Histogram), m.name  # tracedllm records histograms only
+        points[m.name] = (m.unit, list(m.data.data_points))
+    return points
 
 
 async def run(

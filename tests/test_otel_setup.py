@@ -93,6 +93,7 @@ def run_py(
 def client_request(tracer_provider: TracerProvider, meter_provider: MeterProvider | None) -> None:
     """The same request as `CLIENT_REQUEST`, in-process, through the given providers."""
     with SSEServer() as server:
+        assert isinstance(server, SSEServer)  # LoopbackServer.__enter__ is typed as the base class
         server.serve(stream_of(text="hi", usage=USAGE))
         client = Client(
             base_url=server.base_url,
@@ -496,7 +497,7 @@ def test_sdk_disabled_records_and_exports_nothing(
     span = provider.get_tracer("t").start_span("nothing")
     assert not span.is_recording()
     span.end()
-    assert provider._active_span_processor._span_processors == ()  # type: ignore[attr-defined]
+    assert provider._active_span_processor._span_processors == ()
     meter_provider = configured_meter_provider(provider)
     assert isinstance(meter_provider, MeterProvider)
     assert isinstance(meter_provider.get_meter("t"), NoOpMeter)

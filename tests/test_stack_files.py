@@ -22,7 +22,7 @@ import shutil
 import subprocess
 import tarfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -74,7 +74,7 @@ def _cache_dir() -> Path:
     return base / "tracedllm" / "dclint-3.1.0"
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"compose schema unavailable under CI=true: {reason}", pytrace=False)
     pytest.skip(f"compose schema unavailable: {reason}")
@@ -184,7 +184,7 @@ def test_ports_are_published_on_loopback_only(compose: dict[str, Any]) -> None:
         for port in svc.get("ports", []):
             if isinstance(port, dict):
                 assert port.get("host_ip") == "127.0.0.1", f"{name}: {port}"
-                published.add(int(port.get("published", port["target"])))
+                published.add(int(port["published"] if "published" in port else port["target"]))
             else:
                 assert str(port).startswith("127.0.0.1:"), f"{name}: {port!r} not on 127.0.0.1"
                 published.add(int(str(port).split(":")[1]))

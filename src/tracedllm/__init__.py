@@ -4,6 +4,10 @@ Every request is one CLIENT span following the OpenTelemetry GenAI semantic conv
 recorded as the stream's terminal events arrive and ended exactly once, whatever happens.
 """
 
+from ._async.client import AsyncClient, AsyncResponses, AsyncResponseStreamManager
+from ._async.stream import AsyncResponseStream
+from ._sync.client import Client, Responses, ResponseStreamManager
+from ._sync.stream import ResponseStream
 from ._version import __version__
 from .choices import (
     Choice,
@@ -15,7 +19,6 @@ from .choices import (
     ToolCall,
     ToolCallDelta,
 )
-from .client import AsyncClient, AsyncResponseStreamManager, Client, ResponseStreamManager
 from .errors import (
     APIConnectionError,
     APIError,
@@ -36,10 +39,9 @@ from .errors import (
     UnexpectedContentTypeError,
     UnprocessableEntityError,
 )
-from .events import Event, UnknownEvent, parse_event
+from .events import Event, KnownEvent, UnknownEvent, parse_event
 from .models import Response, Usage
 from .offline import iter_events, parse_sse
-from .streaming import AsyncResponseStream, ResponseStream
 
 __all__ = [
     "APIConnectionError",
@@ -49,6 +51,7 @@ __all__ = [
     "AsyncClient",
     "AsyncResponseStream",
     "AsyncResponseStreamManager",
+    "AsyncResponses",
     "AuthenticationError",
     "BadRequestError",
     "Choice",
@@ -57,6 +60,7 @@ __all__ = [
     "Event",
     "FinalResponse",
     "InternalServerError",
+    "KnownEvent",
     "MessageId",
     "NotFoundError",
     "PermissionDeniedError",
@@ -68,6 +72,7 @@ __all__ = [
     "ResponseIncompleteError",
     "ResponseStream",
     "ResponseStreamManager",
+    "Responses",
     "StreamError",
     "StreamTruncatedError",
     "TextDelta",

@@ -40,9 +40,9 @@ class Accumulator:
         self._text: dict[int, list[str]] = {}
         self._arguments: dict[int, list[str]] = {}
 
-    def feed(self, event: ev.Event) -> None:
-        """Take one event into account."""
-        handler = _HANDLERS.get(event.type)  # type: ignore[arg-type]
+    def feed(self, event: ev.Event, kind: ev.EventKind) -> None:
+        """Take one event into account (``kind`` is :func:`~tracedllm.events.kind_of` of it)."""
+        handler = _HANDLERS.get(kind)
         if handler is not None:
             handler(self, event)
 
@@ -115,13 +115,11 @@ class Accumulator:
         return self.response.model_copy(update={"output": output or self.response.output})
 
 
-_HANDLERS: dict[str, Callable[[Accumulator, Any], None]] = {
-    "response.output_text.delta": Accumulator._on_text_delta,
-    "response.function_call_arguments.delta": Accumulator._on_arguments_delta,
-    "response.output_item.added": Accumulator._on_item_added,
-    "response.output_item.done": Accumulator._on_item_done,
-    "response.created": Accumulator._on_response,
-    "response.in_progress": Accumulator._on_response,
-    "response.queued": Accumulator._on_response,
+_HANDLERS: dict[ev.EventKind, Callable[[Accumulator, Any], None]] = {
+    ev.EventKind.TEXT_DELTA: Accumulator._on_text_delta,
+    ev.EventKind.ARGUMENTS_DELTA: Accumulator._on_arguments_delta,
+    ev.EventKind.ITEM_ADDED: Accumulator._on_item_added,
+    ev.EventKind.ITEM_DONE: Accumulator._on_item_done,
+    ev.EventKind.LIFECYCLE: Accumulator._on_response,
 }
-"""The event types the accumulator looks at; built once, not per stream."""
+"""The kinds of event the accumulator looks at (each kind is one validated class or a group)."""

@@ -80,7 +80,7 @@ def _stream_text(client: Client, out: TextIO, **params: Any) -> None:
     with client.responses.stream(**params) as stream:
         for event in stream:
             if event.type == "response.output_text.delta":
-                out.write(event.delta)  # type: ignore[union-attr]
+                out.write(event.delta)
                 out.flush()
         out.write("\n\n")
 

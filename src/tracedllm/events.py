@@ -3,20 +3,36 @@
 One pydantic-core call validates an event straight from its JSON bytes
 (:func:`parse_event`). Every model is frozen and keeps unknown fields (``obfuscation`` padding,
 fields newer than this library); ``sequence_number`` may be missing (older servers, gateways).
-An event of a type this library does not know becomes an :class:`UnknownEvent` that keeps its
-payload and never raises.
+An event this library cannot type -- a type it does not know, or a known type whose fields do not
+validate -- becomes an :class:`UnknownEvent` that keeps its payload and never raises. Its ``type``
+is ``"tracedllm.unknown"`` (the wire type is on ``wire_type``), so that ``event.type == "..."``
+narrows the :data:`Event` union for type checkers.
+
+:func:`kind_of` classifies an event by its validated class (never by the ``type`` string), for
+the accumulator and the stream engine.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, Union, cast
+from typing import Annotated, Any, Final, Literal, Union, cast
 
-from pydantic import BeforeValidator, Field, TypeAdapter
+from pydantic import BeforeValidator, Field, TypeAdapter, model_validator
+from typing_extensions import assert_never
 
 from .models import ErrorCode, OutputItem, Response, WireModel, _number_to_str
 
-__all__ = ["EVENT_TYPES", "Event", "UnknownEvent", "parse_event"]
+__all__ = [
+    "EVENT_TYPES",
+    "Event",
+    "EventKind",
+    "KnownEvent",
+    "ResponseEvent",
+    "UnknownEvent",
+    "kind_of",
+    "parse_event",
+]
 
 
 class BaseEvent(WireModel):
@@ -30,7 +46,9 @@ def _empty_if_none(value: Any) -> Any:
     return {} if value is None else value
 
 
-class _LifecycleEvent(BaseEvent):
+class ResponseEvent(BaseEvent):
+    """Base of the lifecycle and terminal events, which carry the response object."""
+
     # Minimal servers omit the response object (or send null): an empty one keeps the event
     # typed, and the accumulator fills the ids from earlier events.
     response: Annotated[Response, BeforeValidator(_empty_if_none)] = Field(default_factory=Response)
@@ -70,33 +88,33 @@ class _SummaryEvent(_ItemEvent):
 
 
 # --- lifecycle and terminal events -------------------------------------------------------------
-class ResponseCreatedEvent(_LifecycleEvent):
+class ResponseCreatedEvent(ResponseEvent):
     """``response.created``: the response exists; carries its id and model."""
 
     type: Literal["response.created"]
 
 
-class ResponseInProgressEvent(_LifecycleEvent):
+class ResponseInProgressEvent(ResponseEvent):
     type: Literal["response.in_progress"]
 
 
-class ResponseQueuedEvent(_LifecycleEvent):
+class ResponseQueuedEvent(ResponseEvent):
     type: Literal["response.queued"]
 
 
-class ResponseCompletedEvent(_LifecycleEvent):
+class ResponseCompletedEvent(ResponseEvent):
     """``response.completed``: terminal, success; carries the final response and usage."""
 
     type: Literal["response.completed"]
 
 
-class ResponseFailedEvent(_LifecycleEvent):
+class ResponseFailedEvent(ResponseEvent):
     """``response.failed``: terminal, the response failed (``response.error``)."""
 
     type: Literal["response.failed"]
 
 
-class ResponseIncompleteEvent(_LifecycleEvent):
+class ResponseIncompleteEvent(ResponseEvent):
     """``response.incomplete``: terminal, cut short (``response.incomplete_details``)."""
 
     type: Literal["response.incomplete"]
@@ -378,13 +396,34 @@ class WebSearchCallSearchingEvent(_ItemEvent):
     type: Literal["response.web_search_call.searching"]
 
 
-class UnknownEvent(BaseEvent):
-    """An event whose ``type`` this library does not know; its payload is kept as extra fields.
+UNKNOWN_TYPE: Final = "tracedllm.unknown"
 
-    ``type`` is ``None`` for a JSON object without one (e.g. vLLM's ``{"object": "error"}``).
+
+class UnknownEvent(BaseEvent):
+    """An event this library cannot type; its payload is kept as extra fields.
+
+    Attributes:
+        type: always ``"tracedllm.unknown"``, a value no server sends, so that comparing
+            ``event.type`` narrows the :data:`Event` union.
+        wire_type: the ``type`` the server sent: a type newer than this library, a known type
+            whose fields did not validate (e.g. ``response.output_text.delta`` with a non-string
+            ``delta``), or ``None`` for a JSON object without one (vLLM's ``{"object": "error"}``).
     """
 
-    type: str | None = None  # type: ignore[assignment]
+    type: Literal["tracedllm.unknown"] = UNKNOWN_TYPE
+    wire_type: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keep_wire_type(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            wire_type = data.get("type")
+            return {
+                **data,
+                "type": UNKNOWN_TYPE,
+                "wire_type": wire_type if isinstance(wire_type, str) else None,
+            }
+        return data
 
 
 KnownEvent = Union[
@@ -473,3 +512,115 @@ def parse_event(data: bytes | str) -> Event:
         pydantic.ValidationError: the payload is not a JSON object (or not valid UTF-8).
     """
     return validate_event(data)
+
+
+class EventKind(enum.Enum):
+    """What an event means for the stream, decided from its validated class by :func:`kind_of`."""
+
+    LIFECYCLE = enum.auto()
+    """``response.created`` / ``.in_progress`` / ``.queued``: carries the response so far."""
+    COMPLETED = enum.auto()
+    FAILED = enum.auto()
+    INCOMPLETE = enum.auto()
+    ERROR = enum.auto()
+    TEXT_DELTA = enum.auto()
+    ARGUMENTS_DELTA = enum.auto()
+    DELTA = enum.auto()
+    """Any other output delta (refusal, reasoning, tool input, audio...): an output chunk."""
+    ITEM_ADDED = enum.auto()
+    ITEM_DONE = enum.auto()
+    OTHER = enum.auto()
+    """Progress events that change nothing the engine tracks (``*.done``, hosted-tool status)."""
+    UNKNOWN = enum.auto()
+
+
+def _classify(event: Event) -> EventKind:
+    """The kind of an event; the type checker proves every event class is handled."""
+    match event:
+        case ResponseCreatedEvent() | ResponseInProgressEvent() | ResponseQueuedEvent():
+            return EventKind.LIFECYCLE
+        case ResponseCompletedEvent():
+            return EventKind.COMPLETED
+        case ResponseFailedEvent():
+            return EventKind.FAILED
+        case ResponseIncompleteEvent():
+            return EventKind.INCOMPLETE
+        case ErrorEvent():
+            return EventKind.ERROR
+        case OutputTextDeltaEvent():
+            return EventKind.TEXT_DELTA
+        case FunctionCallArgumentsDeltaEvent():
+            return EventKind.ARGUMENTS_DELTA
+        case (
+            RefusalDeltaEvent()
+            | CustomToolCallInputDeltaEvent()
+            | McpCallArgumentsDeltaEvent()
+            | ReasoningSummaryTextDeltaEvent()
+            | ReasoningTextDeltaEvent()
+            | AudioDeltaEvent()
+            | AudioTranscriptDeltaEvent()
+            | CodeInterpreterCallCodeDeltaEvent()
+            | ShellCallCommandDeltaEvent()
+            | ShellCallOutputContentDeltaEvent()
+        ):
+            return EventKind.DELTA
+        case OutputItemAddedEvent():
+            return EventKind.ITEM_ADDED
+        case OutputItemDoneEvent():
+            return EventKind.ITEM_DONE
+        case (
+            ContentPartAddedEvent()
+            | ContentPartDoneEvent()
+            | OutputTextDoneEvent()
+            | OutputTextAnnotationAddedEvent()
+            | RefusalDoneEvent()
+            | FunctionCallArgumentsDoneEvent()
+            | CustomToolCallInputDoneEvent()
+            | McpCallArgumentsDoneEvent()
+            | ReasoningSummaryPartAddedEvent()
+            | ReasoningSummaryPartDoneEvent()
+            | ReasoningSummaryTextDoneEvent()
+            | ReasoningTextDoneEvent()
+            | AudioDoneEvent()
+            | AudioTranscriptDoneEvent()
+            | CodeInterpreterCallCompletedEvent()
+            | CodeInterpreterCallInProgressEvent()
+            | CodeInterpreterCallInterpretingEvent()
+            | CodeInterpreterCallCodeDoneEvent()
+            | CompactionCompactingEvent()
+            | FileSearchCallCompletedEvent()
+            | FileSearchCallInProgressEvent()
+            | FileSearchCallSearchingEvent()
+            | ImageGenCallCompletedEvent()
+            | ImageGenCallGeneratingEvent()
+            | ImageGenCallInProgressEvent()
+            | ImageGenCallPartialImageEvent()
+            | McpCallCompletedEvent()
+            | McpCallFailedEvent()
+            | McpCallInProgressEvent()
+            | McpListToolsCompletedEvent()
+            | McpListToolsFailedEvent()
+            | McpListToolsInProgressEvent()
+            | ShellCallCommandAddedEvent()
+            | ShellCallCommandDoneEvent()
+            | ShellCallOutputContentDoneEvent()
+            | WebSearchCallCompletedEvent()
+            | WebSearchCallInProgressEvent()
+            | WebSearchCallSearchingEvent()
+        ):
+            return EventKind.OTHER
+        case UnknownEvent():
+            return EventKind.UNKNOWN
+        case _:
+            assert_never(event)
+
+
+_KINDS: dict[type[Any], EventKind] = {
+    cls: _classify(cls.model_construct())
+    for cls in (*KnownEvent.__args__, UnknownEvent)  # type: ignore[attr-defined]
+}
+
+
+def kind_of(event: Event) -> EventKind:
+    """What ``event`` means for the stream, looked up by its class (one dict lookup)."""
+    return _KINDS[type(event)]

@@ -1,10 +1,10 @@
-"""Recorded streams without a network: parse an SSE body as a live stream would."""
+"""Recorded streams without a network: the same engine as a live stream, fed the whole body."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._core import StreamCore
+from ._engine import FINISHED, NEED_DATA, StreamEngine
 from .events import Event
 from .models import Response
 
@@ -17,7 +17,7 @@ def iter_events(body: str | bytes) -> Iterator[Event]:
     Raises:
         ResponseFailedError, ResponseIncompleteError, StreamTruncatedError: as a live stream.
     """
-    return _events(StreamCore(), body)
+    return _events(StreamEngine(), body)
 
 
 def parse_sse(body: str | bytes) -> Response:
@@ -26,18 +26,15 @@ def parse_sse(body: str | bytes) -> Response:
     Raises:
         ResponseFailedError, ResponseIncompleteError, StreamTruncatedError: as a live stream.
     """
-    core = StreamCore()
-    for _ in _events(core, body):
+    engine = StreamEngine()
+    for _ in _events(engine, body):
         pass
-    return core.result()
+    return engine.result()
 
 
-def _events(core: StreamCore, body: str | bytes) -> Iterator[Event]:
-    data = body.encode() if isinstance(body, str) else body
-    for payload in [*core.decode(data), *core.decode_end()]:
-        event = core.feed(payload)
-        if event is not None:
-            yield event
-        if core.done:
-            return
-    core.end_of_stream()
+def _events(engine: StreamEngine, body: str | bytes) -> Iterator[Event]:
+    engine.receive_data(body.encode() if isinstance(body, str) else body)
+    engine.receive_eof()
+    while (step := engine.next_event()) is not FINISHED:
+        assert step is not NEED_DATA  # after the end of input, the engine needs nothing more
+        yield step

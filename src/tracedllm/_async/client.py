@@ -1,0 +1,162 @@
+"""The client shell: sends each attempt, sleeps between retries, opens the stream.
+
+What to send, whether to retry and how long to wait are decided by
+:class:`~tracedllm._request.Attempt`; the stream is :class:`AsyncResponseStream`.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import TracebackType
+from typing import Any, Literal, overload
+
+import httpx
+
+from .._base import ClientBase
+from .._http import status_error
+from .._io import asleep
+from .._request import Attempt, connection_error
+from ..errors import APIError
+from ..models import Response
+from .stream import AsyncResponseStream
+
+__all__ = ["AsyncClient", "AsyncResponseStreamManager", "AsyncResponses"]
+
+
+class AsyncResponses:
+    """``client.responses``: the Responses API."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self, *, model: str, stream: Literal[True], **params: Any
+    ) -> AsyncResponseStream: ...
+    @overload
+    async def create(
+        self, *, model: str, stream: Literal[False] = False, **params: Any
+    ) -> Response: ...
+
+    async def create(
+        self, *, model: str, stream: bool = False, **params: Any
+    ) -> AsyncResponseStream | Response:
+        """Create a response. Any Responses API parameter passes through (``input``, ``tools``...).
+
+        Returns:
+            With ``stream=True``, the stream of typed events (:class:`AsyncResponseStream`);
+            otherwise the final :class:`~tracedllm.models.Response` (consumed internally).
+        """
+        opened = await self._open({"model": model, **params})
+        if stream:
+            return opened
+        async with opened:
+            return await opened.get_final_response()
+
+    def stream(self, *, model: str, **params: Any) -> AsyncResponseStreamManager:
+        """Like ``create(stream=True)``, as ``async with client.responses.stream(...) as s:``."""
+        return AsyncResponseStreamManager(self, {"model": model, **params})
+
+    async def _open(self, params: dict[str, Any]) -> AsyncResponseStream:
+        http = self._client.http
+        attempt = Attempt(self._client.config, self._client.tracer, self._client.metrics, params)
+        try:
+            while True:
+                try:
+                    with attempt.sending():
+                        response = await http.send(attempt.request(http), stream=True)
+                except httpx.TransportError as exc:
+                    await asleep(attempt.failed(connection_error(exc)))
+                    continue
+                if response.is_success:
+                    try:
+                        attempt.check(response)
+                    except APIError:
+                        await response.aclose()
+                        raise
+                    return AsyncResponseStream(attempt.engine, response)
+                try:
+                    body = await response.aread()
+                except httpx.TransportError:
+                    body = b""  # the status alone still says what happened
+                finally:
+                    await response.aclose()
+                error = status_error(response.status_code, response.headers, body)
+                await asleep(attempt.failed(error, response))
+        except BaseException as exc:
+            attempt.engine.fail(exc)
+            raise
+
+
+class AsyncResponseStreamManager:
+    """Returned by ``client.responses.stream()``: sends the request on entering ``async with``."""
+
+    def __init__(self, responses: AsyncResponses, params: dict[str, Any]) -> None:
+        self._responses = responses
+        self._params = params
+        self._stream: AsyncResponseStream | None = None
+
+    async def __aenter__(self) -> AsyncResponseStream:
+        self._stream = await self._responses._open(self._params)
+        return self._stream
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            await self._stream.__aexit__(exc_type, exc, tb)
+
+
+class AsyncClient(ClientBase[httpx.AsyncClient]):
+    """A traced client for the OpenAI Responses API (and any server that speaks it).
+
+    ``client.responses`` is the API; ``aclose()`` (or an ``async with`` block) releases the HTTP
+    client tracedllm created. One client is safe to share between threads (sync) or tasks of
+    one event loop (async). All arguments are keyword-only.
+
+    Args:
+        api_key: defaults to ``$OPENAI_API_KEY``; without one no ``Authorization`` header is sent
+            (fine for local servers).
+        base_url: defaults to ``$OPENAI_BASE_URL``, then ``https://api.openai.com/v1``.
+        provider_name: the ``gen_ai.provider.name`` to record; by default derived from the host
+            (``openai`` for api.openai.com and unknown hosts, ``azure.ai.openai`` for Azure...).
+        tracer_provider: where spans go; defaults to the global tracer provider.
+        meter_provider: where the GenAI metrics go; defaults to the global meter provider.
+        http_client: an ``httpx.AsyncClient`` to use; you keep ownership. By default one is
+            created, and closed by ``aclose()``.
+        timeout: seconds (or an ``httpx.Timeout``); default 5 s to connect, 600 s between bytes.
+            Only applies to the client tracedllm creates.
+        max_retries: retries for 408/409/429/5xx and connection errors before the first byte.
+        default_headers: extra headers sent with every request.
+        capture_content: record message content (off by default): ``True`` or ``"SPAN_ONLY"``
+            for span attributes, ``"EVENT_ONLY"`` / ``"SPAN_AND_EVENT"`` for the
+            ``gen_ai.client.inference.operation.details`` log event; ``None`` reads
+            ``$OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    """
+
+    def _new_http_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self.config.timeout)
+
+    @functools.cached_property
+    def responses(self) -> AsyncResponses:
+        """The Responses API: ``create()`` and ``stream()``."""
+        return AsyncResponses(self)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client, if tracedllm created it."""
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -1,0 +1,191 @@
+"""The stream shell: moves the body's bytes from httpx into the engine and hands out its events.
+
+Every decision is the engine's (:mod:`tracedllm._engine`); this shell only reads a chunk when
+the engine needs data (within the engine's budget when it gives one), and releases the response
+when the engine is finished. The span is ended by the engine at the terminal event, on error, on
+``aclose()`` / leaving the ``async with`` block (``tracedllm.stream.closed_early``) and, for a
+stream dropped without being closed, when it is garbage-collected (``tracedllm.stream.abandoned``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from types import TracebackType
+
+import httpx
+
+from .. import attributes as attr
+from .._engine import FINISHED, NEED_DATA, State, StreamEngine
+from .._io import abounded_chunks, aclose_soon, content_encoded
+from ..choices import Choice, ChoiceMapper
+from ..errors import APIConnectionError, APITimeoutError
+from ..events import Event
+from ..models import Response
+
+__all__ = ["AsyncResponseStream"]
+
+logger = logging.getLogger("tracedllm")
+
+
+class AsyncResponseStream:
+    """A streamed response of typed events: iterate it with ``async for``; release it with
+    ``aclose()`` or by leaving ``async with``.
+
+    Example:
+        >>> async with client.responses.stream(model="gpt-4.1", input="hi") as stream:
+        ...     async for event in stream:
+        ...         if event.type == "response.output_text.delta":
+        ...             print(event.delta, end="")
+        ...     final = await stream.get_final_response()
+    """
+
+    def __init__(self, engine: StreamEngine, response: httpx.Response) -> None:
+        self._engine = engine
+        self._response = response
+        self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
+        self._bounded: AsyncIterator[bytes] | None = None  # reads within the engine's budget
+        self._released = False
+
+    @property
+    def http_response(self) -> httpx.Response:
+        """The underlying httpx response (status, headers)."""
+        return self._response
+
+    @property
+    def request_id(self) -> str | None:
+        """The server's ``x-request-id`` header, for support tickets."""
+        request_id: str | None = self._response.headers.get("x-request-id")
+        return request_id
+
+    @property
+    def snapshot(self) -> Response | None:
+        """The response as accumulated so far (final once the stream completed)."""
+        return self._engine.snapshot
+
+    def __aiter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        engine = self._engine
+        while True:
+            try:
+                step = engine.next_event()
+            except BaseException:
+                await self._release()
+                raise
+            if step is NEED_DATA:
+                await self._receive()
+            elif step is FINISHED:
+                await self._release()
+                raise StopAsyncIteration
+            else:
+                return step
+
+    async def _receive(self) -> None:
+        """Read one chunk into the engine: the body's bytes, its end, or what went wrong."""
+        engine = self._engine
+        if self._released:  # closed by the caller: nothing more will come
+            engine.receive_eof()
+            return
+        chunks = self._chunks
+        budget = engine.read_budget()
+        if budget is not None:
+            if self._bounded is None:
+                if engine.state is State.SETTLING and content_encoded(self._response):
+                    engine.wait_expired()  # raw bytes the engine could not decode
+                    return
+                self._bounded = abounded_chunks(self._response, budget)
+            chunks = self._bounded
+        try:
+            chunk = await anext(chunks, None)
+        except (httpx.TransportError, httpx.StreamError) as exc:
+            engine.receive_error(_transport_error(exc))  # a bounded read's timeout ends its wait
+        except BaseException as exc:
+            engine.fail(exc)
+            raise
+        else:
+            if chunk is None:
+                engine.receive_eof()
+            else:
+                engine.receive_data(chunk)
+
+    async def get_final_response(self) -> Response:
+        """Read the rest of the stream and return the final response.
+
+        Raises:
+            ResponseFailedError, ResponseIncompleteError, StreamTruncatedError: how the stream
+                ended, if it did not complete (also when the error was already raised during
+                iteration).
+        """
+        async for _ in self:
+            pass
+        return self._engine.result()
+
+    async def choices(self, *, immediate_tool_calls: bool = False) -> AsyncIterator[Choice]:
+        """The normalized view of the stream (text, reasoning, tool calls, final usage).
+
+        Args:
+            immediate_tool_calls: emit each completed tool call as soon as it is done instead
+                of holding them back until the end.
+        """
+        mapper = ChoiceMapper(immediate_tool_calls=immediate_tool_calls)
+        async for event in self:
+            for choice in mapper.map(event):
+                yield choice
+        for choice in mapper.finish(self._engine.result()):
+            yield choice
+
+    async def aclose(self) -> None:
+        """Stop reading and release the connection.
+
+        An unfinished stream ends its span as closed early (``tracedllm.stream.closed_early``),
+        neither success nor error.
+        """
+        self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+        await self._release()
+
+    async def _release(self) -> None:
+        """Give the connection back: drain a finished stream's body first, within its budget."""
+        engine = self._engine
+        while engine.state is State.DRAINING and not self._released:
+            await self._receive()
+        if not self._released:
+            self._released = True
+            try:
+                await self._response.aclose()
+            except Exception:
+                logger.debug("tracedllm could not close the HTTP response", exc_info=True)
+
+    async def __aenter__(self) -> AsyncResponseStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt
+            self._engine.fail(exc)
+        else:  # the caller's own exception is not the LLM's failure
+            self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+        await self._release()
+
+    def __del__(self) -> None:
+        try:
+            self._engine.stop(attr.TRACEDLLM_STREAM_ABANDONED)
+            if not self._released:
+                self._released = True
+                aclose_soon(self._response)
+        except Exception:  # pragma: no cover -- interpreter shutdown
+            pass
+
+
+def _transport_error(exc: Exception) -> APIConnectionError:
+    if isinstance(exc, httpx.TimeoutException):
+        error: APIConnectionError = APITimeoutError("timed out waiting for the stream")
+    else:
+        error = APIConnectionError(f"the connection failed mid-stream: {type(exc).__name__}")
+    error.__cause__ = exc
+    return error

@@ -1,0 +1,500 @@
+"""The sans-I/O stream engine: bytes in; events, "need data", "finished" or an error out.
+
+In the style of h11, the engine knows nothing about sockets or awaits. A shell feeds it the body's
+bytes (:meth:`StreamEngine.receive_data`), the end of the body (:meth:`~StreamEngine.receive_eof`),
+the end of a bounded wait (:meth:`~StreamEngine.wait_expired`) or a broken connection
+(:meth:`~StreamEngine.receive_error`), and asks :meth:`~StreamEngine.next_event` what happens next:
+
+- an :data:`~tracedllm.events.Event` to hand to the caller;
+- :data:`NEED_DATA`: read the next chunk, waiting at most :meth:`~StreamEngine.read_budget`
+  seconds when that is not ``None``;
+- :data:`FINISHED`: the stream is over; release the response;
+- or it raises the :class:`~tracedllm.errors.StreamError` the stream ended with.
+
+Every decision lives here: decoding, validation, accumulation, the span and the metrics, when the
+stream is over and how it ended. States, and their legal order::
+
+    STREAMING --response.completed------------------------------> DRAINING --body end-----> DONE
+        |      --response.failed / .incomplete, [DONE] (error pending) --^     or wait spent
+        |      --error event--> SETTLING --refining terminal, [DONE]--^
+        |                                 --EOF, wait or bytes spent-----------------------> DONE
+        +------ EOF, broken connection, caller stopped --------------------------------------> DONE
+
+``DRAINING`` reads what is left of the HTTP body after the terminal event, so that the connection
+goes back to the pool; ``SETTLING`` waits after an ``error`` event for the ``response.failed``
+that usually refines it (with usage and service tier). Both are bounded in total, whatever a
+server sends: :data:`WAIT_AFTER_TERMINAL` seconds and :data:`READ_AFTER_TERMINAL` bytes. An error
+decided while draining is raised once the drain is over; the span has ended already, when the
+terminal event arrived.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from . import attributes as attr
+from . import events as ev
+from ._sse import SSEDecoder
+from .accumulator import Accumulator
+from .errors import (
+    APIConnectionError,
+    ResponseFailedError,
+    ResponseIncompleteError,
+    StreamError,
+    StreamTruncatedError,
+)
+from .metrics import GenAIMetrics
+from .models import Response
+from .tracing import SpanRecorder, error_type
+
+__all__ = [
+    "FINISHED",
+    "NEED_DATA",
+    "READ_AFTER_TERMINAL",
+    "WAIT_AFTER_TERMINAL",
+    "Signal",
+    "State",
+    "StreamEngine",
+]
+
+logger = logging.getLogger("tracedllm")
+
+WAIT_AFTER_TERMINAL: Final = 0.1
+"""Seconds, in total, to wait for the end of the body after the terminal event (or for the
+``response.failed`` after an ``error`` event) before the connection is dropped. The shells bound
+each read by it too, so a read begun just before the time ran out ends at twice this at most."""
+READ_AFTER_TERMINAL: Final = 65536
+"""Bytes read, in total, after the terminal event before the connection is dropped."""
+
+
+class State(enum.Enum):
+    """Where a stream is; see the module docstring for the legal order."""
+
+    STREAMING = "streaming"
+    SETTLING = "settling"
+    DRAINING = "draining"
+    DONE = "done"
+
+
+class Signal(enum.Enum):
+    """What :meth:`StreamEngine.next_event` answers when it has no event to hand out."""
+
+    NEED_DATA = "need data"
+    FINISHED = "finished"
+
+
+NEED_DATA: Final = Signal.NEED_DATA
+FINISHED: Final = Signal.FINISHED
+_STREAMING: Final = State.STREAMING  # module constants: the hot path skips the enum lookups
+_SETTLING: Final = State.SETTLING
+_DRAINING: Final = State.DRAINING
+
+_DONE_MARKER = b"[DONE]"
+_CHUNK_KINDS = frozenset(
+    {ev.EventKind.TEXT_DELTA, ev.EventKind.ARGUMENTS_DELTA, ev.EventKind.DELTA}
+)
+_REFINING_KINDS = frozenset({ev.EventKind.COMPLETED, ev.EventKind.FAILED, ev.EventKind.INCOMPLETE})
+
+
+class StreamEngine:
+    """The state of one response stream.
+
+    Args:
+        recorder: the span of the request (``None``: nothing is recorded).
+        metrics: the GenAI metrics to record (``None``: none).
+        metric_attributes: the attributes every metric of this request carries.
+        clock: seconds, monotonic; the time source of chunk timings, durations and waits.
+
+    Attributes:
+        state: the current :class:`State`.
+        final: the final response, once ``response.completed`` arrived.
+        error: the error the stream ended with, if it failed.
+        events: events received (valid JSON objects).
+        skipped: events that could not be used: not JSON, or fields that did not validate.
+    """
+
+    __slots__ = (
+        "_chunk_attributes",
+        "_clock",
+        "_decoder",
+        "_eof",
+        "_failing",
+        "_first_chunk",
+        "_last_chunk",
+        "_metric_attributes",
+        "_metrics",
+        "_payloads",
+        "_pending",
+        "_received_after",
+        "_started_at",
+        "_timed",
+        "_wait_until",
+        "_warned",
+        "accumulator",
+        "error",
+        "events",
+        "final",
+        "recorder",
+        "skipped",
+        "state",
+    )
+
+    def __init__(
+        self,
+        recorder: SpanRecorder | None = None,
+        metrics: GenAIMetrics | None = None,
+        metric_attributes: dict[str, Any] | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.state = State.STREAMING
+        self.accumulator = Accumulator()
+        self.recorder = recorder
+        self.final: Response | None = None
+        self.error: BaseException | None = None
+        self.events = 0
+        self.skipped = 0
+        self._decoder = SSEDecoder()
+        self._payloads: deque[bytes] = deque()
+        self._eof = False
+        self._failing: ResponseFailedError | None = None
+        self._pending: StreamError | None = None
+        self._wait_until = 0.0
+        self._received_after = 0
+        self._warned = False
+        self._metrics = metrics
+        self._metric_attributes = metric_attributes or {}
+        self._timed = recorder is not None or metrics is not None
+        self._clock = clock
+        self._started_at = clock()
+        self._first_chunk: float | None = None
+        self._last_chunk = 0.0
+        self._chunk_attributes: dict[str, Any] | None = None
+
+    # --- input -----------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes of the body, as they arrived."""
+        state = self.state
+        if state is _STREAMING:
+            self._payloads.extend(self._decoder.feed(data))
+            return
+        if state is State.DONE:
+            return
+        self._received_after += len(data)
+        if state is State.SETTLING:
+            self._payloads.extend(self._decoder.feed(data))
+        if self._received_after > READ_AFTER_TERMINAL or self._clock() >= self._wait_until:
+            self.wait_expired()  # a server that keeps sending is not finishing its body
+
+    def receive_eof(self) -> None:
+        """The body ended (for a finished stream: the connection can be reused)."""
+        self._eof = True
+        if self.state is State.DRAINING:
+            self.state = State.DONE
+        elif self.state is not State.DONE:
+            self._payloads.extend(self._decoder.flush())
+
+    def wait_expired(self) -> None:
+        """The bounded wait (:meth:`read_budget`) or byte allowance ran out."""
+        if self.state is State.SETTLING:
+            self._settle()
+        if self.state is State.DRAINING:
+            self.state = State.DONE
+
+    def receive_error(self, error: APIConnectionError) -> None:
+        """The connection broke while reading.
+
+        Raises:
+            APIConnectionError: ``error``, when it ends the stream (recorded on the span); after
+                an ``error`` event, the failure that event announced instead. Nothing is raised
+                while draining: the stream had finished already.
+        """
+        if self.state is State.DRAINING:
+            self.state = State.DONE
+            return
+        if self.state is State.SETTLING:
+            self._settle()
+            return
+        raise self.fail(error)
+
+    def fail(self, error: BaseException) -> BaseException:
+        """End the stream with ``error`` (cancellation, an unexpected exception...); returns it."""
+        if self.state is State.SETTLING and isinstance(error, Exception):
+            assert self._failing is not None
+            error = self._failing
+        if self.state is State.STREAMING or self.state is State.SETTLING:
+            self._end(error.response if isinstance(error, StreamError) else None, error=error)
+        self.state = State.DONE
+        self._pending = None
+        return error
+
+    def stop(self, outcome: str) -> None:
+        """The caller stopped before the end (closed early, abandoned): neither success nor error.
+
+        A stream that already had its terminal event keeps draining (the span has ended).
+        """
+        if self.state is State.SETTLING:
+            assert self._failing is not None
+            self.fail(self._failing)
+        elif self.state is State.STREAMING:
+            self._end(self.accumulator.partial(), outcome=outcome)
+            self.state = State.DONE
+
+    # --- output ----------------------------------------------------------------------------
+
+    def read_budget(self) -> float | None:
+        """Seconds the shell may wait for the next chunk; ``None``: its usual read timeout."""
+        if self.state is State.STREAMING:
+            return None
+        return max(0.0, self._wait_until - self._clock())
+
+    def next_event(self) -> ev.Event | Signal:
+        """The next event to hand out, :data:`NEED_DATA` or :data:`FINISHED`.
+
+        Raises:
+            StreamError: how the stream ended, if it failed (once; the span has been ended).
+        """
+        while True:
+            state = self.state
+            if state is _STREAMING or state is _SETTLING:
+                payloads = self._payloads
+                if payloads:
+                    event = self._take(payloads.popleft())
+                    if event is not None:
+                        return event
+                elif self._eof:
+                    self._end_of_input()
+                else:
+                    return NEED_DATA
+            elif state is _DRAINING:
+                return NEED_DATA
+            else:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    raise pending
+                return FINISHED
+
+    def result(self) -> Response:
+        """The final response of a finished stream; raises the error it ended with."""
+        if self.error is not None:
+            raise self.error
+        if self.final is None:
+            raise StreamTruncatedError(
+                "the stream has not finished", response=self.accumulator.partial()
+            )
+        return self.final
+
+    @property
+    def snapshot(self) -> Response | None:
+        """The response as accumulated so far (the final one once the stream completed)."""
+        return self.final or self.accumulator.partial()
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def _take(self, data: bytes) -> ev.Event | None:
+        """Process one event payload; returns the event to hand out, if any."""
+        try:
+            event = ev.validate_event(data)
+        except ValidationError:
+            stripped = data.strip()
+            if stripped == _DONE_MARKER:
+                if self.state is State.SETTLING:
+                    self._settle(then_drain=True)
+                else:
+                    self._failed(self._truncated("the stream sent [DONE]"), drain=True)
+            elif stripped:  # an empty data line: nothing to decode, nothing lost
+                self._skip("an undecodable stream event (%d bytes)", len(data))
+            return None
+        self.events += 1
+        kind = ev.kind_of(event)
+        if self.state is _SETTLING:
+            if kind in _REFINING_KINDS:
+                self._refine(event)
+            return None
+        self.accumulator.feed(event, kind)
+        if kind in _CHUNK_KINDS:
+            if self._timed:
+                self._chunk()
+        elif kind is ev.EventKind.LIFECYCLE:
+            assert isinstance(event, ev.ResponseEvent)
+            if self.recorder is not None:
+                self.recorder.response_started(event.response)
+        elif kind is ev.EventKind.COMPLETED:
+            assert isinstance(event, ev.ResponseEvent)
+            self._complete(event.response)
+        elif kind is ev.EventKind.FAILED or kind is ev.EventKind.INCOMPLETE:
+            assert isinstance(event, ev.ResponseEvent)
+            response = self.accumulator.final(event.response)
+            if self.recorder is not None:
+                self.recorder.terminal(response)
+            self._failed(_terminal_error(response, kind is ev.EventKind.INCOMPLETE), drain=True)
+            return None
+        elif kind is ev.EventKind.ERROR:
+            assert isinstance(event, ev.ErrorEvent)
+            self._announce(event)
+            return None
+        elif kind is ev.EventKind.UNKNOWN:
+            assert isinstance(event, ev.UnknownEvent)
+            return self._unknown(event)
+        return event
+
+    def _unknown(self, event: ev.UnknownEvent) -> ev.Event | None:
+        """An event that could not be typed: an untyped error object, a malformed or new event."""
+        extra = event.model_extra or {}
+        if extra.get("object") == "error" or isinstance(extra.get("error"), dict):
+            try:
+                error_event = ev.ErrorEvent.model_validate({**extra, "type": "error"})
+            except ValidationError:  # an error object of an odd shape is still an error
+                error_event = ev.ErrorEvent(type="error")
+            self._announce(error_event)
+            return None
+        if event.wire_type is None or event.wire_type in ev.EVENT_TYPES:
+            self._skip("a malformed %s event", event.wire_type or "untyped")
+        return event
+
+    def _announce(self, event: ev.ErrorEvent) -> None:
+        """An ``error`` event: settle, waiting briefly for a terminal event that refines it."""
+        self._failing = ResponseFailedError(
+            event.error_code, event.error_message, response=self.accumulator.partial()
+        )
+        self.state = State.SETTLING
+        self._start_waiting()
+
+    def _refine(self, event: ev.Event) -> None:
+        """After an ``error`` event: the terminal response refines the failure."""
+        assert self._failing is not None and isinstance(event, ev.ResponseEvent)
+        response = self.accumulator.final(event.response)
+        if self.recorder is not None:
+            self.recorder.terminal(response)
+        failure = response.error
+        error = ResponseFailedError(
+            (failure.code if failure else None) or self._failing.code,
+            (failure.message if failure else None) or self._failing.message,
+            response=response,
+        )
+        self._failed(error, drain=True)
+
+    def _settle(self, *, then_drain: bool = False) -> None:
+        """Stop waiting for a refinement: the ``error`` event's failure ends the stream."""
+        assert self._failing is not None
+        self._failed(self._failing, drain=then_drain)
+
+    def _failed(self, error: StreamError, *, drain: bool) -> None:
+        """End the span with ``error``; raise it after the drain (or at once)."""
+        self._end(error.response, error=error)
+        self._pending = error
+        if drain and not self._eof:
+            self._drain()
+        else:
+            self.state = State.DONE
+
+    def _complete(self, terminal: Response) -> None:
+        if self._timed and self._first_chunk is None:
+            self._chunk()  # a stream without deltas: its output arrived with the terminal event
+        self.final = self.accumulator.final(terminal)
+        if self.recorder is not None:
+            self.recorder.terminal(self.final)
+        self._end(self.final)
+        if self._eof:
+            self.state = State.DONE
+        else:
+            self._drain()
+
+    def _drain(self) -> None:
+        if self.state is not State.SETTLING:  # a wait that began at an `error` event goes on
+            self._start_waiting()
+        self.state = State.DRAINING
+        self._payloads.clear()  # what follows the terminal event is not looked at
+
+    def _start_waiting(self) -> None:
+        self._wait_until = self._clock() + WAIT_AFTER_TERMINAL
+        self._received_after = 0
+
+    def _end_of_input(self) -> None:
+        """The body ended with nothing left to decode."""
+        if self.state is State.SETTLING:
+            self._settle()
+        else:
+            self._failed(self._truncated("the stream ended"), drain=False)
+
+    def _skip(self, what: str, detail: object) -> None:
+        self.skipped += 1
+        if not self._warned:  # once per stream; the count goes on the span
+            self._warned = True
+            logger.warning("tracedllm skipped " + what, detail)
+
+    def _truncated(self, why: str) -> StreamTruncatedError:
+        skipped = f"; {self.skipped} undecodable event(s) skipped" if self.skipped else ""
+        return StreamTruncatedError(
+            f"{why} before any terminal event (response.completed / .failed / .incomplete)"
+            f"{skipped}",
+            response=self.accumulator.partial(),
+        )
+
+    # --- telemetry -------------------------------------------------------------------------
+
+    def _chunk(self) -> None:
+        """An output chunk arrived: time to first chunk, then the gaps between chunks."""
+        now = self._clock()
+        if self._first_chunk is None:
+            self._first_chunk = now - self._started_at
+            if self.recorder is not None:
+                self.recorder.set(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._first_chunk)
+            if self._metrics is not None:
+                self._chunk_attributes = self._metric_attributes_for(self.accumulator.response)
+                self._metrics.first_chunk(self._first_chunk, self._chunk_attributes)
+        elif self._metrics is not None:
+            self._metrics.next_chunk(now - self._last_chunk, self._chunk_attributes or {})
+        self._last_chunk = now
+
+    def _metric_attributes_for(self, response: Response | None) -> dict[str, Any]:
+        model = response.model if response is not None else None
+        if model is None:
+            return self._metric_attributes
+        return {**self._metric_attributes, attr.GEN_AI_RESPONSE_MODEL: model}
+
+    def _end(
+        self,
+        response: Response | None,
+        *,
+        error: BaseException | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        """End the span and record the metrics: called exactly once per stream."""
+        self.error = error
+        if self.recorder is not None:
+            extra: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}
+            if self.skipped:
+                extra[attr.TRACEDLLM_STREAM_SKIPPED_EVENTS] = self.skipped
+            if error is not None and not isinstance(error, ResponseIncompleteError):
+                # a finish reason was expected but not received
+                extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
+            self.recorder.end(error, outcome=outcome, attributes=extra, response=response)
+        if self._metrics is not None:
+            self._metrics.finished(
+                self._metric_attributes_for(response or self.accumulator.response),
+                duration=self._clock() - self._started_at,
+                error_type=error_type(error) if error is not None else None,
+                usage=response.usage if response is not None else None,
+            )
+
+
+def _terminal_error(response: Response, incomplete: bool) -> StreamError:
+    if incomplete:
+        details = response.incomplete_details
+        return ResponseIncompleteError(details.reason if details else None, response=response)
+    failure = response.error
+    return ResponseFailedError(
+        failure.code if failure and failure.code else None,
+        (failure.message if failure else None) or "the response failed",
+        response=response,
+    )

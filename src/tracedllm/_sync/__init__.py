@@ -1,0 +1,1 @@
+"""The sync shells, generated from ``tracedllm/_async`` by ``scripts/unasync.py``: do not edit."""

@@ -1,0 +1,159 @@
+# Generated from src/tracedllm/_async/client.py by scripts/unasync.py: do not edit.
+"""The client shell: sends each attempt, sleeps between retries, opens the stream.
+
+What to send, whether to retry and how long to wait are decided by
+:class:`~tracedllm._request.Attempt`; the stream is :class:`ResponseStream`.
+"""
+
+from __future__ import annotations
+
+import functools
+from types import TracebackType
+from typing import Any, Literal, overload
+
+import httpx
+
+from .._base import ClientBase
+from .._http import status_error
+from .._io import sleep
+from .._request import Attempt, connection_error
+from ..errors import APIError
+from ..models import Response
+from .stream import ResponseStream
+
+__all__ = ["Client", "ResponseStreamManager", "Responses"]
+
+
+class Responses:
+    """``client.responses``: the Responses API."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @overload
+    def create(self, *, model: str, stream: Literal[True], **params: Any) -> ResponseStream: ...
+    @overload
+    def create(self, *, model: str, stream: Literal[False] = False, **params: Any) -> Response: ...
+
+    def create(
+        self, *, model: str, stream: bool = False, **params: Any
+    ) -> ResponseStream | Response:
+        """Create a response. Any Responses API parameter passes through (``input``, ``tools``...).
+
+        Returns:
+            With ``stream=True``, the stream of typed events (:class:`ResponseStream`);
+            otherwise the final :class:`~tracedllm.models.Response` (consumed internally).
+        """
+        opened = self._open({"model": model, **params})
+        if stream:
+            return opened
+        with opened:
+            return opened.get_final_response()
+
+    def stream(self, *, model: str, **params: Any) -> ResponseStreamManager:
+        """Like ``create(stream=True)``, as ``with client.responses.stream(...) as s:``."""
+        return ResponseStreamManager(self, {"model": model, **params})
+
+    def _open(self, params: dict[str, Any]) -> ResponseStream:
+        http = self._client.http
+        attempt = Attempt(self._client.config, self._client.tracer, self._client.metrics, params)
+        try:
+            while True:
+                try:
+                    with attempt.sending():
+                        response = http.send(attempt.request(http), stream=True)
+                except httpx.TransportError as exc:
+                    sleep(attempt.failed(connection_error(exc)))
+                    continue
+                if response.is_success:
+                    try:
+                        attempt.check(response)
+                    except APIError:
+                        response.close()
+                        raise
+                    return ResponseStream(attempt.engine, response)
+                try:
+                    body = response.read()
+                except httpx.TransportError:
+                    body = b""  # the status alone still says what happened
+                finally:
+                    response.close()
+                error = status_error(response.status_code, response.headers, body)
+                sleep(attempt.failed(error, response))
+        except BaseException as exc:
+            attempt.engine.fail(exc)
+            raise
+
+
+class ResponseStreamManager:
+    """Returned by ``client.responses.stream()``: sends the request on entering ``with``."""
+
+    def __init__(self, responses: Responses, params: dict[str, Any]) -> None:
+        self._responses = responses
+        self._params = params
+        self._stream: ResponseStream | None = None
+
+    def __enter__(self) -> ResponseStream:
+        self._stream = self._responses._open(self._params)
+        return self._stream
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._stream is not None:
+            self._stream.__exit__(exc_type, exc, tb)
+
+
+class Client(ClientBase[httpx.Client]):
+    """A traced client for the OpenAI Responses API (and any server that speaks it).
+
+    ``client.responses`` is the API; ``close()`` (or an ``with`` block) releases the HTTP
+    client tracedllm created. One client is safe to share between threads (sync) or tasks of
+    one event loop (async). All arguments are keyword-only.
+
+    Args:
+        api_key: defaults to ``$OPENAI_API_KEY``; without one no ``Authorization`` header is sent
+            (fine for local servers).
+        base_url: defaults to ``$OPENAI_BASE_URL``, then ``https://api.openai.com/v1``.
+        provider_name: the ``gen_ai.provider.name`` to record; by default derived from the host
+            (``openai`` for api.openai.com and unknown hosts, ``azure.ai.openai`` for Azure...).
+        tracer_provider: where spans go; defaults to the global tracer provider.
+        meter_provider: where the GenAI metrics go; defaults to the global meter provider.
+        http_client: an ``httpx.Client`` to use; you keep ownership. By default one is
+            created, and closed by ``close()``.
+        timeout: seconds (or an ``httpx.Timeout``); default 5 s to connect, 600 s between bytes.
+            Only applies to the client tracedllm creates.
+        max_retries: retries for 408/409/429/5xx and connection errors before the first byte.
+        default_headers: extra headers sent with every request.
+        capture_content: record message content (off by default): ``True`` or ``"SPAN_ONLY"``
+            for span attributes, ``"EVENT_ONLY"`` / ``"SPAN_AND_EVENT"`` for the
+            ``gen_ai.client.inference.operation.details`` log event; ``None`` reads
+            ``$OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+    """
+
+    def _new_http_client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.config.timeout)
+
+    @functools.cached_property
+    def responses(self) -> Responses:
+        """The Responses API: ``create()`` and ``stream()``."""
+        return Responses(self)
+
+    def close(self) -> None:
+        """Close the HTTP client, if tracedllm created it."""
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

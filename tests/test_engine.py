@@ -1,0 +1,364 @@
+"""The stream engine: its states and decisions without I/O, and what the design promises.
+
+Pure engine tests feed bytes and a fake clock; the rest run the real client against the loopback
+server (threads, events whose fields fail validation) or type-check a user's file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+import tracedllm
+from conftest import MakeClient, Runner, only_span
+from helpers_faults import MODEL, attrs, completed, create, created, deltas, ok_body, ok_events
+from tracedllm import Client, ResponseFailedError, StreamTruncatedError, UnknownEvent
+from tracedllm._engine import (
+    FINISHED,
+    NEED_DATA,
+    READ_AFTER_TERMINAL,
+    WAIT_AFTER_TERMINAL,
+    State,
+    StreamEngine,
+)
+from tracedllm._loopback import LoopbackServer, RecordedRequest, Reply, sse_body
+from tracedllm.tracing import SpanRecorder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def recording_engine(
+    provider: TracerProvider, clock: FakeClock
+) -> tuple[StreamEngine, SpanRecorder]:
+    recorder = SpanRecorder.start(provider.get_tracer("test"), {"gen_ai.request.model": MODEL})
+    return StreamEngine(recorder, clock=clock), recorder
+
+
+def drain_events(engine: StreamEngine) -> list[tracedllm.Event]:
+    """Every event the engine hands out until it needs data or finishes."""
+    out: list[tracedllm.Event] = []
+    while True:
+        step = engine.next_event()
+        if step is NEED_DATA or step is FINISHED:
+            return out
+        out.append(step)
+
+
+# --- states and decisions, no I/O ----------------------------------------------------------------
+
+
+def test_need_data_then_events_then_draining_then_finished() -> None:
+    engine = StreamEngine()
+    assert engine.next_event() is NEED_DATA
+    body = ok_body()
+    engine.receive_data(body[:10])
+    assert engine.next_event() is NEED_DATA  # half an event: nothing to hand out yet
+    engine.receive_data(body[10:])
+    events = drain_events(engine)
+    assert [e.type for e in events][-1] == "response.completed"
+    assert engine.state is State.DRAINING  # the body has not ended yet: read on for reuse
+    assert engine.next_event() is NEED_DATA
+    engine.receive_eof()
+    assert engine.state.value == "done"
+    assert engine.next_event() is FINISHED
+    assert engine.result().output_text == "Hello"
+
+
+def test_the_wait_after_the_terminal_event_is_bounded_in_total_time() -> None:
+    clock = FakeClock()
+    engine = StreamEngine(clock=clock)
+    engine.receive_data(ok_body())
+    drain_events(engine)
+    assert engine.read_budget() == pytest.approx(WAIT_AFTER_TERMINAL)
+    for _ in range(5):  # keep-alive comments keep coming: the budget only shrinks
+        clock.now += WAIT_AFTER_TERMINAL / 4
+        engine.receive_data(b": keep-alive\n\n")
+    assert engine.read_budget() == 0.0
+    engine.wait_expired()
+    assert engine.next_event() is FINISHED
+
+
+def test_the_wait_after_the_terminal_event_is_bounded_in_bytes() -> None:
+    engine = StreamEngine()
+    engine.receive_data(ok_body())
+    drain_events(engine)
+    engine.receive_data(b":" * READ_AFTER_TERMINAL)
+    assert engine.state is State.DRAINING
+    engine.receive_data(b":\n")
+    assert engine.state.value == "done"
+    assert engine.next_event() is FINISHED
+
+
+def test_error_event_settles_on_the_refining_failure() -> None:
+    engine = StreamEngine()
+    error = {"type": "error", "code": "server_error", "message": "boom"}
+    failed = {
+        "type": "response.failed",
+        "response": {"id": "resp_1", "status": "failed", "usage": {"input_tokens": 3}},
+    }
+    engine.receive_data(sse_body([created(), error]))
+    assert [e.type for e in drain_events(engine)] == ["response.created"]
+    assert engine.state is State.SETTLING  # nothing handed out after the error event
+    engine.receive_data(sse_body([failed]))
+    engine.receive_eof()
+    with pytest.raises(ResponseFailedError) as caught:
+        engine.next_event()
+    assert caught.value.code == "server_error"
+    assert caught.value.response is not None and caught.value.response.usage is not None
+    assert engine.next_event() is FINISHED  # raised once
+
+
+def test_error_event_without_refinement_ends_when_the_wait_is_spent() -> None:
+    clock = FakeClock()
+    engine = StreamEngine(clock=clock)
+    engine.receive_data(sse_body([created(), {"type": "error", "message": "boom"}]))
+    drain_events(engine)
+    clock.now += WAIT_AFTER_TERMINAL
+    assert engine.read_budget() == 0.0
+    engine.wait_expired()
+    with pytest.raises(ResponseFailedError, match="boom"):
+        engine.next_event()
+
+
+def test_end_of_input_before_a_terminal_event_is_a_truncation() -> None:
+    engine = StreamEngine()
+    engine.receive_data(sse_body([created(), *deltas(["Hel"])]))
+    engine.receive_eof()
+    assert [engine.next_event(), engine.next_event()] != [NEED_DATA, FINISHED]
+    with pytest.raises(StreamTruncatedError) as caught:
+        engine.next_event()
+    assert caught.value.response is not None and caught.value.response.output_text == "Hel"
+    assert engine.next_event() is FINISHED
+
+
+def test_time_to_first_chunk_is_exact_with_the_engines_clock(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    clock = FakeClock()
+    engine, _ = recording_engine(tracer_provider, clock)
+    events = ok_events(parts=("Hel", "lo"))
+    clock.now += 0.25
+    engine.receive_data(sse_body(events[:1]))
+    drain_events(engine)
+    clock.now += 0.5
+    engine.receive_data(sse_body(events[1:]))
+    engine.receive_eof()
+    drain_events(engine)
+    span = only_span(span_exporter)
+    assert attrs(span)["gen_ai.response.time_to_first_chunk"] == 0.75
+
+
+def test_span_ends_at_the_terminal_event_not_after_the_drain(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    engine, recorder = recording_engine(tracer_provider, FakeClock())
+    engine.receive_data(ok_body())
+    drain_events(engine)
+    assert engine.state is State.DRAINING
+    assert recorder.ended and len(span_exporter.get_finished_spans()) == 1
+
+
+# --- events whose fields fail validation ----------------------------------------------------------
+
+BAD_DELTA = {"type": "response.output_text.delta", "sequence_number": 2, "delta": {}}
+
+
+def bad_field_body() -> bytes:
+    return sse_body([created(), *deltas(["Hel"]), BAD_DELTA, *deltas(["lo"], 3), completed(seq=4)])
+
+
+def test_bad_field_event_in_a_recorded_body(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "tracedllm")
+    events = list(tracedllm.iter_events(bad_field_body() + bad_field_body()))
+    unknown = [event for event in events if isinstance(event, UnknownEvent)]
+    assert [event.wire_type for event in unknown] == ["response.output_text.delta"]
+    assert tracedllm.parse_sse(bad_field_body()).output_text == "Hello"
+    assert len([r for r in caplog.records if "malformed" in r.getMessage()]) == 2  # once a stream
+
+
+async def test_bad_field_event_through_the_client(
+    runner: Runner, server: LoopbackServer, make: MakeClient, span_exporter: InMemorySpanExporter
+) -> None:
+    server.enqueue(Reply(body=bad_field_body()))
+    final = await create(runner, make())
+    assert final.output_text == "Hello"
+    span = only_span(span_exporter)
+    assert span.status.status_code is StatusCode.UNSET
+    assert attrs(span)["tracedllm.stream.skipped_events"] == 1
+
+
+async def test_bad_field_terminal_event_still_ends_the_span(
+    runner: Runner, server: LoopbackServer, make: MakeClient, span_exporter: InMemorySpanExporter
+) -> None:
+    bad_completed = {"type": "response.completed", "response": {"id": 5, "output": "nope"}}
+    server.enqueue(Reply(body=sse_body([created(), *deltas(["Hel"]), bad_completed])))
+    with pytest.raises(StreamTruncatedError):
+        await create(runner, make())
+    span = only_span(span_exporter)
+    assert span.status.status_code is StatusCode.ERROR
+    assert attrs(span)["tracedllm.stream.skipped_events"] == 1
+
+
+# --- threads --------------------------------------------------------------------------------------
+
+
+def test_one_client_shared_by_16_threads(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    """16 threads x 50 streams on one Client; half the answers come 300 ms late."""
+
+    def reply(request: RecordedRequest) -> Reply:
+        n = request.json()["input"]
+        body = ok_body(rid=f"resp_{n}", parts=(f"answer {n}", "."))
+        return Reply(body=body, delay=0.3 if n % 2 else 0.0)
+
+    threads, per_thread = 16, 50
+    with (
+        LoopbackServer(default=reply) as server,
+        Client(
+            base_url=server.base_url, api_key="sk-test", tracer_provider=tracer_provider
+        ) as client,
+    ):
+
+        def call(n: int) -> tuple[int, str, str | None]:
+            with client.responses.stream(model=MODEL, input=n) as stream:
+                final = stream.get_final_response()
+            return n, final.output_text, final.id
+
+        with ThreadPoolExecutor(threads) as pool:
+            results = list(pool.map(call, range(threads * per_thread)))
+    assert results == [(n, f"answer {n}.", f"resp_{n}") for n in range(threads * per_thread)]
+    spans = span_exporter.get_finished_spans()
+    assert len(spans) == threads * per_thread
+    assert all(span.status.status_code is StatusCode.UNSET for span in spans)
+    ids = sorted(attrs(span)["gen_ai.response.id"] for span in spans)
+    assert ids == sorted(f"resp_{n}" for n in range(threads * per_thread))
+    assert threading.active_count() < 40  # no thread per request left behind
+
+
+# --- design checks --------------------------------------------------------------------------------
+
+USER_FILE = """
+from tracedllm import AsyncClient, Client
+
+
+def main() -> None:
+    client = Client()
+    with client.responses.stream(model="gpt-4.1", input="Say hi") as stream:
+        for event in stream:
+            if event.type == "response.output_text.delta":
+                print(event.delta, end="", flush=True)
+            elif event.type == "response.completed":
+                print(event.response.usage)
+            elif event.type == "tracedllm.unknown":
+                print(event.wire_type)
+        final = stream.get_final_response()
+    print(final.output_text)
+
+
+async def amain() -> None:
+    async with AsyncClient() as client:
+        async with client.responses.stream(model="gpt-4.1", input="Say hi") as stream:
+            async for event in stream:
+                if event.type == "response.output_text.delta":
+                    print(event.delta, end="", flush=True)
+            final = await stream.get_final_response()
+    print(final.output_text)
+"""
+
+
+@pytest.mark.parametrize(
+    "checker",
+    [("mypy", "--strict", "--no-incremental"), ("pyright",)],
+    ids=["mypy", "pyright"],
+)
+def test_the_readme_loop_narrows_in_a_users_file(tmp_path: Path, checker: tuple[str, ...]) -> None:
+    (tmp_path / "user.py").write_text(textwrap.dedent(USER_FILE))
+    if checker[0] == "pyright":
+        (tmp_path / "pyrightconfig.json").write_text('{"typeCheckingMode": "strict"}')
+        pyright = str(Path(sys.executable).with_name("pyright"))
+        command = [pyright, "--pythonpath", sys.executable, "user.py"]
+    else:
+        command = [sys.executable, "-m", *checker, "user.py"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_readme_loop_fails_to_type_check_without_narrowing(tmp_path: Path) -> None:
+    """The check above can fail: the same access without the ``type`` test is an error."""
+    (tmp_path / "user.py").write_text(
+        "from tracedllm import Event\n\ndef f(event: Event) -> str:\n    return event.delta\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "user.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1 and "delta" in result.stdout
+
+
+PRIVATE_ACCESS = re.compile(
+    r"network_stream|\bhttpcore\b|\b(?:httpx|h11)\._"
+    r"|\._(?:pool|transport|connections?|network_stream|h11_state|sock|ssl_object)\b"
+)
+
+
+def test_no_private_httpx_or_httpcore_access_in_src() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "src").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if PRIVATE_ACCESS.search(line)
+    ]
+    assert offenders == []
+
+
+def test_the_sync_shells_are_generated_from_the_async_ones() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "unasync.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_hand_edit_of_a_generated_shell_is_caught(tmp_path: Path) -> None:
+    """The --check above can fail: a copy of the tree with one edited line does."""
+    copy = tmp_path / "repo"
+    shutil.copytree(ROOT / "src", copy / "src")
+    shutil.copytree(ROOT / "scripts", copy / "scripts")
+    shutil.copy(ROOT / "pyproject.toml", copy)
+    generated = copy / "src" / "tracedllm" / "_sync" / "stream.py"
+    generated.write_text(generated.read_text().replace("raise StopIteration", "return None"))
+    result = subprocess.run(
+        [sys.executable, str(copy / "scripts" / "unasync.py"), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1 and "raise StopIteration" in result.stdout
