@@ -209,16 +209,35 @@ async def test_bad_field_event_through_the_client(
     assert attrs(span)["tracedllm.stream.skipped_events"] == 1
 
 
-async def test_bad_field_terminal_event_still_ends_the_span(
+async def test_a_terminal_event_with_bad_fields_still_decides_the_outcome(
     runner: Runner, server: LoopbackServer, make: MakeClient, span_exporter: InMemorySpanExporter
 ) -> None:
-    bad_completed = {"type": "response.completed", "response": {"id": 5, "output": "nope"}}
+    bad_completed = {
+        "type": "response.completed",
+        "response": {
+            "id": 5,
+            "status": "completed",
+            "output": "nope",
+            "service_tier": 3,
+            "usage": {"input_tokens": 3.5, "output_tokens": 2},
+        },
+    }
     server.enqueue(Reply(body=sse_body([created(), *deltas(["Hel"]), bad_completed])))
-    with pytest.raises(StreamTruncatedError):
-        await create(runner, make())
+    final = await create(runner, make())
+    assert (final.id, final.output_text, final.service_tier) == ("resp_1", "Hel", None)
+    assert final.usage is not None and final.usage.output_tokens == 2
+    assert final.model_extra == {
+        "tracedllm_invalid_fields": {
+            "response.id": 5,
+            "response.output": "nope",
+            "response.service_tier": 3,
+            "response.usage.input_tokens": 3.5,
+        }
+    }
     span = only_span(span_exporter)
-    assert span.status.status_code is StatusCode.ERROR
-    assert attrs(span)["tracedllm.stream.skipped_events"] == 1
+    assert span.status.status_code is StatusCode.UNSET
+    assert attrs(span)["gen_ai.usage.output_tokens"] == 2
+    assert "gen_ai.usage.input_tokens" not in attrs(span)
 
 
 # --- threads --------------------------------------------------------------------------------------

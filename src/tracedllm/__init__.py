@@ -19,6 +19,7 @@ from .choices import (
     ToolCall,
     ToolCallDelta,
 )
+from .config import DEFAULT_MAX_EVENT_BYTES
 from .errors import (
     APIConnectionError,
     APIError,
@@ -27,6 +28,8 @@ from .errors import (
     AuthenticationError,
     BadRequestError,
     ConflictError,
+    ContentDecodingError,
+    EventTooLargeError,
     InternalServerError,
     NotFoundError,
     PermissionDeniedError,
@@ -44,6 +47,7 @@ from .models import Response, Usage
 from .offline import iter_events, parse_sse
 
 __all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -57,7 +61,9 @@ __all__ = [
     "Choice",
     "Client",
     "ConflictError",
+    "ContentDecodingError",
     "Event",
+    "EventTooLargeError",
     "FinalResponse",
     "InternalServerError",
     "KnownEvent",

@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from ._safety import encodable
 from .models import (
     CustomToolCallItem,
     FunctionCallItem,
@@ -205,4 +206,4 @@ def output_messages(response: Response, finish_reason: str) -> list[dict[str, An
 
 def to_json(value: Any) -> str:
     """Compact JSON, as span attributes carry structured content."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return encodable(json.dumps(value, separators=(",", ":"), ensure_ascii=False))

@@ -31,6 +31,7 @@ terminal event arrived.
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import time
 from collections import deque
@@ -41,10 +42,13 @@ from pydantic import ValidationError
 
 from . import attributes as attr
 from . import events as ev
+from ._safety import Redactor
 from ._sse import SSEDecoder
 from .accumulator import Accumulator
 from .errors import (
     APIConnectionError,
+    APITimeoutError,
+    EventTooLargeError,
     ResponseFailedError,
     ResponseIncompleteError,
     StreamError,
@@ -62,6 +66,7 @@ __all__ = [
     "Signal",
     "State",
     "StreamEngine",
+    "json_error",
 ]
 
 logger = logging.getLogger("tracedllm")
@@ -72,6 +77,8 @@ WAIT_AFTER_TERMINAL: Final = 0.1
 each read by it too, so a read begun just before the time ran out ends at twice this at most."""
 READ_AFTER_TERMINAL: Final = 65536
 """Bytes read, in total, after the terminal event before the connection is dropped."""
+HEAD_BYTES: Final = 1 << 20
+"""Bytes of a body kept until its first event, to report a JSON error sent instead of events."""
 
 
 class State(enum.Enum):
@@ -111,6 +118,10 @@ class StreamEngine:
         metrics: the GenAI metrics to record (``None``: none).
         metric_attributes: the attributes every metric of this request carries.
         clock: seconds, monotonic; the time source of chunk timings, durations and waits.
+        max_event_bytes: the largest event accepted (:class:`EventTooLargeError` beyond).
+        deadline_at: the ``clock()`` time by which the whole call must be over.
+        idle_timeout: seconds allowed without an event (comments and bytes do not count).
+        redactor: the request's secrets, scrubbed from the error before it is recorded or raised.
 
     Attributes:
         state: the current :class:`State`.
@@ -123,16 +134,22 @@ class StreamEngine:
     __slots__ = (
         "_chunk_attributes",
         "_clock",
+        "_deadline_at",
         "_decoder",
+        "_ended",
         "_eof",
         "_failing",
         "_first_chunk",
+        "_head",
+        "_idle_timeout",
         "_last_chunk",
+        "_last_event",
         "_metric_attributes",
         "_metrics",
         "_payloads",
         "_pending",
         "_received_after",
+        "_redactor",
         "_started_at",
         "_timed",
         "_wait_until",
@@ -153,6 +170,10 @@ class StreamEngine:
         metric_attributes: dict[str, Any] | None = None,
         *,
         clock: Callable[[], float] = time.perf_counter,
+        max_event_bytes: int | None = None,
+        deadline_at: float | None = None,
+        idle_timeout: float | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.state = State.STREAMING
         self.accumulator = Accumulator()
@@ -161,11 +182,16 @@ class StreamEngine:
         self.error: BaseException | None = None
         self.events = 0
         self.skipped = 0
-        self._decoder = SSEDecoder()
+        self._decoder = SSEDecoder(max_event_bytes)
+        self._head: bytearray | None = bytearray()
+        self._deadline_at = deadline_at
+        self._idle_timeout = idle_timeout
+        self._redactor = redactor
         self._payloads: deque[bytes] = deque()
         self._eof = False
         self._failing: ResponseFailedError | None = None
-        self._pending: StreamError | None = None
+        self._pending: StreamError | APITimeoutError | None = None
+        self._ended = False
         self._wait_until = 0.0
         self._received_after = 0
         self._warned = False
@@ -174,6 +200,7 @@ class StreamEngine:
         self._timed = recorder is not None or metrics is not None
         self._clock = clock
         self._started_at = clock()
+        self._last_event = self._started_at
         self._first_chunk: float | None = None
         self._last_chunk = 0.0
         self._chunk_attributes: dict[str, Any] | None = None
@@ -184,13 +211,28 @@ class StreamEngine:
         """Bytes of the body, as they arrived."""
         state = self.state
         if state is _STREAMING:
-            self._payloads.extend(self._decoder.feed(data))
+            head = self._head
+            if head is not None:
+                self._keep_head(head, data)
+            try:
+                self._payloads.extend(self._decoder.feed(data))
+            except EventTooLargeError as error:
+                error.response = self.accumulator.partial()
+                self._failed(error, drain=False)
+            if (
+                self._deadline_at is not None or self._idle_timeout is not None
+            ) and self.state is _STREAMING:
+                self._check_time()
             return
         if state is State.DONE:
             return
         self._received_after += len(data)
         if state is State.SETTLING:
-            self._payloads.extend(self._decoder.feed(data))
+            try:
+                self._payloads.extend(self._decoder.feed(data))
+            except EventTooLargeError:
+                self._settle()
+                return
         if self._received_after > READ_AFTER_TERMINAL or self._clock() >= self._wait_until:
             self.wait_expired()  # a server that keeps sending is not finishing its body
 
@@ -223,6 +265,8 @@ class StreamEngine:
         if self.state is State.SETTLING:
             self._settle()
             return
+        if isinstance(error, APITimeoutError) and error.response is None:
+            error.response = self.accumulator.partial()
         raise self.fail(error)
 
     def fail(self, error: BaseException) -> BaseException:
@@ -230,6 +274,8 @@ class StreamEngine:
         if self.state is State.SETTLING and isinstance(error, Exception):
             assert self._failing is not None
             error = self._failing
+        elif isinstance(error, APITimeoutError) and error.response is None:
+            error.response = self.accumulator.partial()
         if self.state is State.STREAMING or self.state is State.SETTLING:
             self._end(error.response if isinstance(error, StreamError) else None, error=error)
         self.state = State.DONE
@@ -303,8 +349,10 @@ class StreamEngine:
     def _take(self, data: bytes) -> ev.Event | None:
         """Process one event payload; returns the event to hand out, if any."""
         try:
-            event = ev.validate_event(data)
+            event: ev.Event | None = ev.validate_event(data)
         except ValidationError:
+            event = ev.repair_terminal(data)  # e.g. one invalid UTF-8 byte in a terminal event
+        if event is None:
             stripped = data.strip()
             if stripped == _DONE_MARKER:
                 if self.state is State.SETTLING:
@@ -314,7 +362,14 @@ class StreamEngine:
             elif stripped:  # an empty data line: nothing to decode, nothing lost
                 self._skip("an undecodable stream event (%d bytes)", len(data))
             return None
+        return self._handle(event)
+
+    def _handle(self, event: ev.Event) -> ev.Event | None:
+        """Process one validated event; returns the event to hand out, if any."""
         self.events += 1
+        self._head = None
+        if self._idle_timeout is not None:
+            self._last_event = self._clock()
         kind = ev.kind_of(event)
         if self.state is _SETTLING:
             if kind in _REFINING_KINDS:
@@ -350,13 +405,23 @@ class StreamEngine:
     def _unknown(self, event: ev.UnknownEvent) -> ev.Event | None:
         """An event that could not be typed: an untyped error object, a malformed or new event."""
         extra = event.model_extra or {}
-        if extra.get("object") == "error" or isinstance(extra.get("error"), dict):
+        if (
+            extra.get("object") == "error"
+            or isinstance(extra.get("error"), dict)
+            or (event.wire_type is None and isinstance(extra.get("message"), str))
+        ):
             try:
                 error_event = ev.ErrorEvent.model_validate({**extra, "type": "error"})
             except ValidationError:  # an error object of an odd shape is still an error
                 error_event = ev.ErrorEvent(type="error")
             self._announce(error_event)
             return None
+        if event.wire_type is not None and event.wire_type in ev.TERMINAL_TYPES:
+            payload = {**extra, "type": event.wire_type, "sequence_number": event.sequence_number}
+            repaired = ev.repair_terminal(payload)
+            if repaired is not None:
+                self.events -= 1  # counted once, as the repaired event
+                return self._handle(repaired)
         if event.wire_type is None or event.wire_type in ev.EVENT_TYPES:
             self._skip("a malformed %s event", event.wire_type or "untyped")
         return event
@@ -388,7 +453,7 @@ class StreamEngine:
         assert self._failing is not None
         self._failed(self._failing, drain=then_drain)
 
-    def _failed(self, error: StreamError, *, drain: bool) -> None:
+    def _failed(self, error: StreamError | APITimeoutError, *, drain: bool) -> None:
         """End the span with ``error``; raise it after the drain (or at once)."""
         self._end(error.response, error=error)
         self._pending = error
@@ -423,8 +488,33 @@ class StreamEngine:
         """The body ended with nothing left to decode."""
         if self.state is State.SETTLING:
             self._settle()
+            return
+        error = self._error_body()
+        self._failed(error or self._truncated("the stream ended"), drain=False)
+
+    def _keep_head(self, head: bytearray, data: bytes) -> None:
+        """Keep the start of a body that has given no event yet (see :meth:`_error_body`)."""
+        if len(head) + len(data) <= HEAD_BYTES:
+            head += data
         else:
-            self._failed(self._truncated("the stream ended"), drain=False)
+            self._head = None
+
+    def _error_body(self) -> ResponseFailedError | None:
+        """A body that was one JSON error object instead of events (some gateways answer so)."""
+        if self.events or not self._head:
+            return None
+        return json_error(bytes(self._head))
+
+    def _check_time(self) -> None:
+        """The deadline of the call, and the idle timeout between events."""
+        now = self._clock()
+        if self._deadline_at is not None and now >= self._deadline_at:
+            self._timed_out("the deadline passed before the stream ended")
+        elif self._idle_timeout is not None and now - self._last_event >= self._idle_timeout:
+            self._timed_out(f"no stream event for {self._idle_timeout:g} s (idle_timeout)")
+
+    def _timed_out(self, why: str) -> None:
+        self._failed(APITimeoutError(why, response=self.accumulator.partial()), drain=False)
 
     def _skip(self, what: str, detail: object) -> None:
         self.skipped += 1
@@ -469,7 +559,12 @@ class StreamEngine:
         error: BaseException | None = None,
         outcome: str | None = None,
     ) -> None:
-        """End the span and record the metrics: called exactly once per stream."""
+        """End the span and record the metrics, exactly once per stream."""
+        if self._ended:
+            return
+        self._ended = True
+        if error is not None and self._redactor is not None:
+            self._redactor.error(error)
         self.error = error
         if self.recorder is not None:
             extra: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}
@@ -486,6 +581,23 @@ class StreamEngine:
                 error_type=error_type(error) if error is not None else None,
                 usage=response.usage if response is not None else None,
             )
+
+
+def json_error(body: bytes) -> ResponseFailedError | None:
+    """The provider's error, if ``body`` is one JSON error object (``{"error": {...}}``...)."""
+    try:
+        decoded = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(decoded, dict) or not (
+        isinstance(decoded.get("error"), dict) or decoded.get("object") == "error"
+    ):
+        return None
+    try:
+        event = ev.ErrorEvent.model_validate({**decoded, "type": "error"})
+    except ValidationError:
+        event = ev.ErrorEvent(type="error")
+    return ResponseFailedError(event.error_code, event.error_message)
 
 
 def _terminal_error(response: Response, incomplete: bool) -> StreamError:

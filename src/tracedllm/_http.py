@@ -22,7 +22,10 @@ from .errors import (
     UnprocessableEntityError,
 )
 
-__all__ = ["is_event_stream", "retry_delay", "status_error"]
+__all__ = ["MAX_ERROR_BODY", "is_event_stream", "retry_delay", "status_error"]
+
+MAX_ERROR_BODY = 1 << 20
+"""Bytes of a non-2xx body read at most (the rest is not read: a server may send forever)."""
 
 MAX_RETRY_AFTER = 120.0
 INITIAL_RETRY_DELAY = 0.5

@@ -1,37 +1,96 @@
-"""The pure part of one request: its body and span, and what to do after each failed attempt.
+"""The pure part of one request: its options, body and span, and what to do after each failure.
 
 Both client shells drive an :class:`Attempt`: they send, sleep and read; it decides.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from opentelemetry import trace
 
 from . import attributes as attr
-from ._engine import StreamEngine
-from ._http import is_event_stream, retry_delay
-from .config import ClientConfig
+from ._engine import StreamEngine, json_error
+from ._http import MAX_ERROR_BODY, is_event_stream, retry_delay
+from ._safety import credential_query_values
+from .config import ClientConfig, check_seconds, check_timeout
 from .errors import (
     APIConnectionError,
     APIError,
     APIStatusError,
     APITimeoutError,
+    ContentDecodingError,
+    TracedLLMError,
     UnexpectedContentTypeError,
 )
 from .metrics import GenAIMetrics, metric_attributes
 from .tracing import SpanRecorder, instrumentation_suppressed
 
-__all__ = ["Attempt", "connection_error"]
+__all__ = ["OPTION_NAMES", "Attempt", "RequestOptions", "connection_error"]
+
+OPTION_NAMES = frozenset(
+    {"timeout", "deadline", "idle_timeout", "extra_headers", "extra_query", "extra_body"}
+)
+"""Per-request options: taken out of the parameters, never sent in the body."""
+
+_DECODABLE = {"", "identity", "gzip", "deflate", "x-gzip"}
+if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi"):
+    _DECODABLE.add("br")
+if importlib.util.find_spec("zstandard"):
+    _DECODABLE.add("zstd")
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """The per-request options (``timeout``, ``deadline``, ``extra_*``...), checked."""
+
+    timeout: httpx.Timeout | None = None
+    deadline: float | None = None
+    idle_timeout: float | None = None
+    extra_headers: Mapping[str, str] = field(default_factory=dict)
+    extra_query: Mapping[str, str] = field(default_factory=dict)
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def take(cls, params: dict[str, Any]) -> RequestOptions:
+        """Remove the options from ``params`` (in place) and check them.
+
+        Raises:
+            TypeError, ValueError: an option of the wrong type or out of range.
+        """
+        if OPTION_NAMES.isdisjoint(params):
+            return _NO_OPTIONS
+        given = {name: params.pop(name) for name in OPTION_NAMES & params.keys()}
+        for name in ("extra_headers", "extra_query", "extra_body"):
+            value = given.get(name)
+            if value is None:
+                given.pop(name, None)
+            elif not isinstance(value, Mapping):
+                raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+        for name in ("deadline", "idle_timeout"):
+            if given.get(name) is not None:
+                given[name] = check_seconds(name, given[name])
+        given["timeout"] = check_timeout("timeout", given.get("timeout"))
+        return cls(**given)
 
 
 class Attempt:
-    """One request: the body to send, the engine (and span) of its stream, the retry policy."""
+    """One request: what to send, the engine (and span) of its stream, the retry policy.
+
+    Args:
+        config: the client's configuration.
+        tracer: where the span goes.
+        metrics: the GenAI metrics.
+        params: the Responses API parameters, per-request options included (taken out).
+        clock: seconds, monotonic (the engine's clock too).
+    """
 
     def __init__(
         self,
@@ -39,24 +98,74 @@ class Attempt:
         tracer: trace.Tracer,
         metrics: GenAIMetrics,
         params: dict[str, Any],
+        *,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        options = RequestOptions.take(params)
         model = params.get("model")
         if not isinstance(model, str) or not model:
             raise TypeError("responses.create() needs model=<a non-empty string>")
         self.config = config
-        self.url = f"{config.base_url}/responses"
-        self.body = json.dumps({**params, "stream": True}).encode()
+        self.url = config.url("responses", options.extra_query)
+        self.headers = config.headers
+        if options.extra_headers:
+            self.headers = {
+                **config.headers,
+                **{name.lower(): value for name, value in options.extra_headers.items()},
+            }
+        self.body = json.dumps({**params, **options.extra_body, "stream": True}).encode()
+        self._timeout = options.timeout
+        deadline = options.deadline or config.deadline
+        self.idle_timeout = options.idle_timeout or config.idle_timeout
+        self._clock = clock
+        self.deadline_at = None if deadline is None else clock() + deadline
+        redactor = config.redactor
+        if options.extra_headers or options.extra_query:
+            redactor = redactor.with_secrets(
+                [
+                    *options.extra_headers.values(),
+                    *credential_query_values(options.extra_query.items()),
+                ]
+            )
+        engine_options: dict[str, Any] = {
+            "redactor": redactor,
+            "clock": clock,
+            "max_event_bytes": config.max_event_bytes,
+            "deadline_at": self.deadline_at,
+            "idle_timeout": self.idle_timeout,
+        }
         if instrumentation_suppressed():
-            self.engine = StreamEngine()
+            self.engine = StreamEngine(**engine_options)
         else:
             attributes = config.span_attributes(params)
             recorder = SpanRecorder.start(tracer, attributes, params, config.capture_content)
-            self.engine = StreamEngine(recorder, metrics, metric_attributes(attributes))
+            self.engine = StreamEngine(
+                recorder, metrics, metric_attributes(attributes), **engine_options
+            )
         self.retries = 0
 
+    def remaining(self) -> float | None:
+        """Seconds left before the deadline (``None``: no deadline)."""
+        return None if self.deadline_at is None else self.deadline_at - self._clock()
+
     def request(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Request:
-        """The HTTP request of the next attempt."""
-        return http.build_request("POST", self.url, content=self.body, headers=self.config.headers)
+        """The HTTP request of the next attempt, its timeouts cut to the deadline.
+
+        Raises:
+            APITimeoutError: the deadline has passed.
+        """
+        timeout: httpx.Timeout | None = self._timeout
+        remaining = self.remaining()
+        if remaining is not None or self.idle_timeout is not None:
+            if remaining is not None and remaining <= 0:
+                raise self.engine.fail(APITimeoutError("the deadline passed before a response"))
+            limits = [value for value in (remaining, self.idle_timeout) if value is not None]
+            timeout = _cut(timeout or http.timeout, min(limits), remaining)
+        if timeout is None:  # the http client's own timeout
+            return http.build_request("POST", self.url, content=self.body, headers=self.headers)
+        return http.build_request(
+            "POST", self.url, content=self.body, headers=self.headers, timeout=timeout
+        )
 
     @contextmanager
     def sending(self) -> Iterator[None]:
@@ -70,11 +179,42 @@ class Attempt:
         ):
             yield
 
-    def check(self, response: httpx.Response) -> None:
-        """Raise for a 2xx that is not an event stream (after the caller closed it)."""
+    def check(self, response: httpx.Response) -> bool:
+        """Check a 2xx answer before its body is read: whether it is JSON instead of events.
+
+        Raises:
+            ContentDecodingError: a content-encoding httpx cannot decode here.
+            UnexpectedContentTypeError: neither an event stream nor JSON.
+        """
+        encoding = response.headers.get("content-encoding", "").strip().lower()
+        if any(part.strip() not in _DECODABLE for part in encoding.split(",")):
+            raise ContentDecodingError(encoding)
         content_type = response.headers.get("content-type", "")
-        if not is_event_stream(content_type):
-            raise UnexpectedContentTypeError(content_type, response.status_code)
+        if is_event_stream(content_type):
+            return False
+        if _is_json(content_type):
+            return True
+        raise UnexpectedContentTypeError(content_type, response.status_code)
+
+    def json_answer(self, response: httpx.Response, body: bytes) -> TracedLLMError:
+        """The error for a 2xx JSON answer: the provider's error object, or the content type."""
+        error = json_error(body)
+        if error is not None:
+            return error
+        content_type = response.headers.get("content-type", "")
+        return UnexpectedContentTypeError(content_type, response.status_code)
+
+    def error_body_done(self, size: int, started: float) -> bool:
+        """Whether to stop reading an error body: past the byte cap or the read timeout."""
+        limit = (self._timeout or self.config.timeout).read
+        remaining = self.remaining()
+        if remaining is not None:
+            limit = remaining if limit is None else min(limit, remaining)
+        return size >= MAX_ERROR_BODY or (limit is not None and self._clock() - started > limit)
+
+    def clock(self) -> float:
+        """The attempt's clock."""
+        return self._clock()
 
     def failed(self, error: APIError, response: httpx.Response | None = None) -> float:
         """Decide about a failed attempt: the delay before the next one, or raise ``error``."""
@@ -84,7 +224,8 @@ class Attempt:
         if self.retries < self.config.max_retries:
             headers = response.headers if response is not None else None
             delay = retry_delay(self.retries, status=status, headers=headers, code=code)
-        if delay is None:
+        remaining = self.remaining()
+        if delay is None or (remaining is not None and delay >= remaining):
             raise self.engine.fail(error)
         self.retries += 1
         recorder = self.engine.recorder
@@ -98,6 +239,30 @@ class Attempt:
                 event[attr.HTTP_RESPONSE_STATUS_CODE] = status
             recorder.add_event(attr.TRACEDLLM_RETRY_EVENT, event)
         return delay
+
+
+_NO_OPTIONS = RequestOptions()
+
+
+def _cut(timeout: httpx.Timeout, read_limit: float, remaining: float | None) -> httpx.Timeout:
+    """``timeout`` with no phase longer than the deadline, and reads no longer than the limit."""
+
+    def cut(value: float | None, limit: float | None) -> float | None:
+        if limit is None:
+            return value
+        return limit if value is None else min(value, limit)
+
+    return httpx.Timeout(
+        connect=cut(timeout.connect, remaining),
+        read=cut(timeout.read, read_limit),
+        write=cut(timeout.write, remaining),
+        pool=cut(timeout.pool, remaining),
+    )
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
 
 def connection_error(exc: httpx.TransportError) -> APIConnectionError:

@@ -5,17 +5,25 @@ It follows the WHATWG event-stream rules (CRLF, LF or CR line endings, ``:`` com
 event, still as bytes, so pydantic can validate the JSON without a separate UTF-8 decode. The
 ``event:`` name is ignored on purpose: some servers omit it, and the JSON ``type`` is the truth.
 
-Working on bytes also makes network chunk boundaries a non-issue: a multi-byte UTF-8 character
-or a CRLF split across two reads is simply joined in the buffer before anything is decoded.
+Working on bytes also makes network chunk boundaries a non-issue: a multi-byte UTF-8 character,
+a BOM or a CRLF split across two reads is joined before anything is decoded. Decoding is linear
+in the size of the stream: an unfinished line is kept as a list of pieces and joined once, when
+its end arrives. An event (or a line) larger than ``max_event_bytes`` raises
+:class:`~tracedllm.errors.EventTooLargeError`, so memory never depends on what a server sends.
 """
 
 from __future__ import annotations
+
+from .errors import EventTooLargeError
 
 _BOM = b"\xef\xbb\xbf"
 
 
 class SSEDecoder:
     """Turns network chunks into the ``data`` payloads of complete events.
+
+    Args:
+        max_event_bytes: the largest event (or line) accepted; ``None``: no limit.
 
     Example:
         >>> decoder = SSEDecoder()
@@ -25,22 +33,29 @@ class SSEDecoder:
         [b'[DONE]']
     """
 
-    __slots__ = ("_buffer", "_data", "_pending_cr", "_started")
+    __slots__ = ("_data", "_data_size", "_limit", "_line", "_line_size", "_pending_cr", "_start")
 
-    def __init__(self) -> None:
-        self._buffer = b""
-        self._data: list[bytes] = []
+    def __init__(self, max_event_bytes: int | None = None) -> None:
+        self._limit = max_event_bytes
+        self._start: bytes | None = b""  # the first bytes, until it is known whether a BOM leads
         self._pending_cr = False
-        self._started = False
+        self._line: list[bytes] = []  # the pieces of an unfinished line
+        self._line_size = 0
+        self._data: list[bytes] = []  # the data lines of the event being read
+        self._data_size = 0
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Decode one network chunk; returns the data of every event it completes."""
-        if not self._started:
-            if not chunk:
+        if not chunk:
+            return []
+        if self._start is not None:
+            chunk = self._start + chunk
+            if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
+                self._start = chunk
                 return []
-            self._started = True
+            self._start = None
             if chunk.startswith(_BOM):
-                chunk = chunk[3:]
+                chunk = chunk[len(_BOM) :]
         if self._pending_cr:
             self._pending_cr = False
             if chunk.startswith(b"\n"):
@@ -48,13 +63,21 @@ class SSEDecoder:
         if b"\r" in chunk:
             self._pending_cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        buffer = self._buffer + chunk if self._buffer else chunk
-        end = buffer.rfind(b"\n")
+        end = chunk.rfind(b"\n")
         if end < 0:
-            self._buffer = buffer
+            self._keep(chunk)
             return []
-        self._buffer = buffer[end + 1 :]
-        return self._lines(buffer[:end].split(b"\n"))
+        if self._line:
+            self._line.append(chunk[:end])
+            head = b"".join(self._line)
+            self._line.clear()
+            self._line_size = 0
+        else:
+            head = chunk[:end]
+        events = self._lines(head.split(b"\n"))
+        if end + 1 < len(chunk):
+            self._keep(chunk[end + 1 :])
+        return events
 
     def flush(self) -> list[bytes]:
         """End of stream: returns an event left without its closing blank line, if any.
@@ -62,9 +85,21 @@ class SSEDecoder:
         The WHATWG rules drop such an event; we keep it, because losing a terminal event
         a server forgot to terminate would turn a complete response into a truncated one.
         """
-        lines = [self._buffer, b""] if self._buffer else [b""]
-        self._buffer = b""
-        return self._lines(lines)
+        line = b"".join(self._line)
+        self._line.clear()
+        self._line_size = 0
+        return self._lines([line, b""] if line else [b""])
+
+    def _keep(self, piece: bytes) -> None:
+        """Keep the start of an unfinished line."""
+        if piece:
+            self._line.append(piece)
+            self._line_size += len(piece)
+            self._check(self._line_size + self._data_size)
+
+    def _check(self, size: int) -> None:
+        if self._limit is not None and size > self._limit:
+            raise EventTooLargeError(self._limit)
 
     def _lines(self, lines: list[bytes]) -> list[bytes]:
         events: list[bytes] = []
@@ -74,9 +109,15 @@ class SSEDecoder:
                 if data:
                     events.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data.clear()
+                    self._data_size = 0
             elif line.startswith(b"data:"):
-                data.append(line[6:] if line.startswith(b"data: ") else line[5:])
+                value = line[6:] if line.startswith(b"data: ") else line[5:]
+                data.append(value)
+                self._data_size += len(value) + 1
             elif line == b"data":
                 data.append(b"")
+                self._data_size += 1
             # comments (":...") and the event / id / retry fields are not needed
+        if data:  # an event still open: its data so far counts against the limit
+            self._check(self._data_size)
         return events

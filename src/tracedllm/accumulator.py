@@ -97,7 +97,9 @@ class Accumulator:
         comes from the earlier lifecycle events.
         """
         update: dict[str, Any] = {}
-        if not terminal.output and (self._done or self._added or self._text):
+        if (self._done or self._added or self._text) and (
+            not terminal.output or self._lost_by(terminal)
+        ):
             update["output"] = self.output()
         earlier = self.response
         if earlier is not None:
@@ -106,6 +108,22 @@ class Accumulator:
             if terminal.model is None and earlier.model is not None:
                 update["model"] = earlier.model
         return terminal.model_copy(update=update) if update else terminal
+
+    def _lost_by(self, terminal: Response) -> bool:
+        """Whether the terminal output lacks text or tool calls that were streamed.
+
+        A server's odd item (a ``null`` field, a number for a string) can only validate as a
+        generic item; what the stream delivered is then the better record.
+        """
+        if not terminal.output_text and any(any(parts) for parts in self._text.values()):
+            return True
+        streamed_calls = sum(
+            isinstance(item, FunctionCallItem)
+            for item in (*self._done.values(), *self._added.values())
+        )
+        return streamed_calls > 0 and not any(
+            isinstance(item, FunctionCallItem) for item in terminal.output
+        )
 
     def partial(self) -> Response | None:
         """What arrived so far, for a stream that broke off; ``None`` when nothing did."""

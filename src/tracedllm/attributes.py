@@ -16,6 +16,8 @@ ERROR_TYPE_OTHER: Final = "_OTHER"
 ERROR_TYPE_CANCELLED: Final = "cancelled"
 ERROR_TYPE_TIMEOUT: Final = "timeout"
 ERROR_TYPE_STREAM_TRUNCATED: Final = "stream_truncated"
+ERROR_TYPE_EVENT_TOO_LARGE: Final = "event_too_large"
+ERROR_TYPE_CONTENT_DECODING: Final = "content_decoding"
 
 # Request / span-start attributes
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"

@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from ._content import CaptureMode, capture_mode
+from ._safety import Redactor, credential_query_values
 from ._version import __version__
 from .tracing import request_attributes
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_TIMEOUT", "ClientConfig", "provider_for_host"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_TIMEOUT",
+    "ClientConfig",
+    "check_seconds",
+    "check_timeout",
+    "provider_for_host",
+]
 
 logger = logging.getLogger("tracedllm")
 
@@ -33,6 +44,7 @@ _PROVIDERS_BY_HOST_SUFFIX = (
     ("api.perplexity.ai", "perplexity"),
     ("openrouter.ai", "openrouter"),
 )
+_PUBLIC_HEADERS = frozenset({"accept", "content-type", "user-agent"})
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
@@ -55,9 +67,43 @@ def _warn_plain_http(host: str) -> None:
     logger.warning("tracedllm: base_url %s is plain http; requests travel unencrypted", host)
 
 
+DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
+"""The largest stream event accepted by default (64 MiB: generous for image data)."""
+
+
+def check_timeout(name: str, value: object) -> httpx.Timeout | None:
+    """A ``timeout`` argument as an ``httpx.Timeout`` (``None`` stays ``None``)."""
+    if value is None or isinstance(value, httpx.Timeout):
+        return value
+    return httpx.Timeout(check_seconds(name, value))
+
+
+def check_seconds(name: str, value: object) -> float:
+    """A positive number of seconds, or a clear error naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, got {type(value).__name__}")
+    if not value > 0:  # also rejects NaN
+        raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class ClientConfig:
-    """Everything a client needs to build requests and spans; the API key stays out of ``repr``."""
+    """Everything a client needs to build requests and spans; secrets stay out of ``repr``.
+
+    Attributes:
+        base_url: the base URL without its query string (credentials removed).
+        query: query parameters of every request: those of ``base_url``, then ``default_query``.
+        headers: the headers of every request (lower-case names, ``default_headers`` last).
+    """
 
     base_url: str
     provider_name: str
@@ -66,7 +112,12 @@ class ClientConfig:
     max_retries: int
     timeout: httpx.Timeout
     capture_content: CaptureMode
+    max_event_bytes: int
+    deadline: float | None
+    idle_timeout: float | None
     headers: dict[str, str] = field(repr=False)
+    query: tuple[tuple[str, str], ...] = field(repr=False, default=())
+    redactor: Redactor = field(repr=False, default_factory=lambda: Redactor(()))
 
     @classmethod
     def create(
@@ -77,37 +128,77 @@ class ClientConfig:
         provider_name: str | None,
         timeout: float | httpx.Timeout | None,
         max_retries: int,
-        default_headers: dict[str, str] | None,
+        default_headers: Mapping[str, str] | None,
+        default_query: Mapping[str, str] | None = None,
         capture_content: bool | str | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        deadline: float | None = None,
+        idle_timeout: float | None = None,
     ) -> ClientConfig:
-        """Resolve arguments against ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` and the defaults."""
-        if not isinstance(max_retries, int) or isinstance(max_retries, bool) or max_retries < 0:
-            raise ValueError(f"max_retries must be a non-negative int, got {max_retries!r}")
+        """Resolve arguments against ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` and the defaults.
+
+        Raises:
+            TypeError, ValueError: an argument of the wrong type or out of range.
+        """
+        _check_count("max_retries", max_retries, 0)
+        _check_count("max_event_bytes", max_event_bytes, 1)
+        checked_timeout = check_timeout("timeout", timeout)
         api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
-        base_url = (base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
-        url = httpx.URL(base_url)
+        raw_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+        try:
+            url = httpx.URL(raw_url)
+        except (httpx.InvalidURL, TypeError) as exc:
+            raise ValueError("base_url must be an http(s) URL with a host") from exc
         if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"base_url must be an http(s) URL with a host, got {base_url!r}")
+            raise ValueError(
+                f"base_url must be an http(s) URL with a host, got scheme {url.scheme!r}"
+            )
         if url.scheme == "http" and url.host not in _LOOPBACK_HOSTS:
             _warn_plain_http(url.host)
         headers = {
             "accept": "text/event-stream",
             "content-type": "application/json",
             "user-agent": f"tracedllm/{__version__}",
-            **(default_headers or {}),
         }
+        if url.username or url.password:  # credentials in the URL: basic auth, never the URL
+            userinfo = f"{url.username}:{url.password}".encode()
+            headers["authorization"] = f"Basic {base64.b64encode(userinfo).decode()}"
         if api_key:
             headers["authorization"] = f"Bearer {api_key}"
+        headers.update((name.lower(), value) for name, value in (default_headers or {}).items())
+        query = tuple(
+            (str(k), str(v)) for k, v in (*url.params.multi_items(), *(default_query or {}).items())
+        )
+        secrets = [
+            *(value for name, value in headers.items() if name not in _PUBLIC_HEADERS),
+            *(part for part in (url.username, url.password) if part),
+            *credential_query_values(query),
+        ]
         return cls(
-            base_url=base_url,
+            base_url=str(
+                url.copy_with(query=None, fragment=None, username=None, password=None)
+            ).rstrip("/"),
             provider_name=provider_name or provider_for_host(url.host),
             server_address=url.host,
             server_port=url.port or (443 if url.scheme == "https" else 80),
             max_retries=max_retries,
-            timeout=DEFAULT_TIMEOUT if timeout is None else httpx.Timeout(timeout),
+            timeout=DEFAULT_TIMEOUT if checked_timeout is None else checked_timeout,
             capture_content=capture_mode(capture_content),
+            max_event_bytes=max_event_bytes,
+            deadline=None if deadline is None else check_seconds("deadline", deadline),
+            idle_timeout=None
+            if idle_timeout is None
+            else check_seconds("idle_timeout", idle_timeout),
             headers=headers,
+            query=query,
+            redactor=Redactor(secrets),
         )
+
+    def url(self, endpoint: str, extra_query: Mapping[str, str]) -> httpx.URL | str:
+        """The URL of ``{base_url}/{endpoint}`` with the query parameters of every request."""
+        if not self.query and not extra_query:
+            return f"{self.base_url}/{endpoint}"  # httpx parses a string faster than we could
+        return httpx.URL(f"{self.base_url}/{endpoint}", params=[*self.query, *extra_query.items()])
 
     def span_attributes(self, params: dict[str, Any]) -> dict[str, Any]:
         """The span-start attributes for a request with these parameters."""

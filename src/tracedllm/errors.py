@@ -14,12 +14,14 @@ Hierarchy::
     │   │   ├── RateLimitError              429
     │   │   └── InternalServerError         >= 500
     │   ├── APIConnectionError         connect / read / protocol failure
-    │   │   └── APITimeoutError        no bytes within the timeout
+    │   │   ├── APITimeoutError        the read timeout, the deadline or the idle timeout
+    │   │   └── ContentDecodingError   a body in a content-encoding that cannot be decoded
     │   └── UnexpectedContentTypeError 2xx that is not text/event-stream
     └── StreamError                    the SSE stream itself ended badly
         ├── ResponseFailedError        `response.failed` or an `error` event
         ├── ResponseIncompleteError    `response.incomplete`
-        └── StreamTruncatedError       EOF (or `[DONE]`) before any terminal event
+        ├── StreamTruncatedError       EOF (or `[DONE]`) before any terminal event
+        └── EventTooLargeError         one event larger than `max_event_bytes`
 
 Each error knows its low-cardinality ``error_type`` -- the value tracedllm records as the
 ``error.type`` span attribute.
@@ -42,6 +44,8 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "ContentDecodingError",
+    "EventTooLargeError",
     "InternalServerError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -147,11 +151,39 @@ class APIConnectionError(APIError):
 
 
 class APITimeoutError(APIConnectionError):
-    """No bytes arrived within the configured timeout."""
+    """The read timeout (no bytes), the deadline (the whole call) or the idle timeout (no event).
+
+    Attributes:
+        response: what had arrived of the response (its id, output so far), if anything.
+    """
+
+    def __init__(self, message: str, *, response: Response | None = None) -> None:
+        super().__init__(message)
+        self.response = response
 
     @property
     def error_type(self) -> str:
         return attr.ERROR_TYPE_TIMEOUT
+
+
+class ContentDecodingError(APIConnectionError):
+    """The body came in a ``content-encoding`` that could not be decoded (``br`` without brotli).
+
+    Attributes:
+        encoding: the ``content-encoding`` header.
+    """
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(
+            f"could not decode the response body (content-encoding: {encoding}); install the "
+            "package httpx needs for it (brotli or brotlicffi for br, zstandard for zstd), or "
+            "do not ask for that encoding"
+        )
+        self.encoding = encoding
+
+    @property
+    def error_type(self) -> str:
+        return attr.ERROR_TYPE_CONTENT_DECODING
 
 
 class UnexpectedContentTypeError(APIError):
@@ -224,3 +256,23 @@ class StreamTruncatedError(StreamError):
     @property
     def error_type(self) -> str:
         return attr.ERROR_TYPE_STREAM_TRUNCATED
+
+
+class EventTooLargeError(StreamError):
+    """One event (or line) of the stream was larger than ``max_event_bytes``.
+
+    Attributes:
+        limit: the limit, in bytes.
+    """
+
+    def __init__(self, limit: int, *, response: Response | None = None) -> None:
+        super().__init__(
+            f"a stream event exceeded max_event_bytes={limit} bytes; raise the limit with "
+            "Client(max_event_bytes=...) if the server sends such events legitimately",
+            response=response,
+        )
+        self.limit = limit
+
+    @property
+    def error_type(self) -> str:
+        return attr.ERROR_TYPE_EVENT_TOO_LARGE

@@ -14,17 +14,20 @@ the accumulator and the stream engine.
 
 from __future__ import annotations
 
+import copy
 import enum
+import json
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, Union, cast
 
-from pydantic import BeforeValidator, Field, TypeAdapter, model_validator
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, model_validator
 from typing_extensions import assert_never
 
 from .models import ErrorCode, OutputItem, Response, WireModel, _number_to_str
 
 __all__ = [
     "EVENT_TYPES",
+    "TERMINAL_TYPES",
     "Event",
     "EventKind",
     "KnownEvent",
@@ -32,6 +35,7 @@ __all__ = [
     "UnknownEvent",
     "kind_of",
     "parse_event",
+    "repair_terminal",
 ]
 
 
@@ -624,3 +628,85 @@ _KINDS: dict[type[Any], EventKind] = {
 def kind_of(event: Event) -> EventKind:
     """What ``event`` means for the stream, looked up by its class (one dict lookup)."""
     return _KINDS[type(event)]
+
+
+TerminalEvent = Union[ResponseCompletedEvent, ResponseFailedEvent, ResponseIncompleteEvent]
+_TERMINAL_EVENTS: dict[str, type[TerminalEvent]] = {
+    "response.completed": ResponseCompletedEvent,
+    "response.failed": ResponseFailedEvent,
+    "response.incomplete": ResponseIncompleteEvent,
+}
+TERMINAL_TYPES: frozenset[str] = frozenset(_TERMINAL_EVENTS)
+INVALID_FIELDS: Final = "tracedllm_invalid_fields"
+"""The extra field of a repaired response that keeps the values which did not validate."""
+_MAX_REPAIRS = 100
+
+
+def repair_terminal(data: bytes | dict[str, Any]) -> TerminalEvent | None:
+    """A terminal event whose payload does not validate, with the fields that do.
+
+    The terminal event's type decides how a stream ends, so an odd value (an integer ``id``,
+    ``3.5`` tokens, a ``null`` role, an invalid UTF-8 byte) must not turn a finished response
+    into a truncated one. Each field that fails validation is left out (its value is kept, by
+    dotted path, in the response's ``tracedllm_invalid_fields`` extra field); the rest is kept.
+
+    Args:
+        data: the event's JSON (invalid UTF-8 is replaced), or its decoded payload.
+
+    Returns:
+        The event, or ``None`` when ``data`` is not a terminal event at all.
+    """
+    if isinstance(data, dict):
+        payload: Any = copy.deepcopy(data)
+    else:
+        try:
+            payload = json.loads(data.decode("utf-8", "replace"))
+        except ValueError:
+            return None
+    if not isinstance(payload, dict):
+        return None
+    cls = _TERMINAL_EVENTS.get(payload.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        return None
+    invalid: dict[str, Any] = {}
+    for _ in range(_MAX_REPAIRS):
+        try:
+            event = cls.model_validate(payload)
+        except ValidationError as exc:
+            if not any(_drop(payload, error["loc"], invalid) for error in exc.errors()):
+                return None
+            continue
+        if invalid:
+            update: dict[str, Any] = {INVALID_FIELDS: invalid}
+            if any(path.startswith("response.output") for path in invalid):
+                update["output"] = []  # rebuilt from the streamed items by the accumulator
+            response = event.response.model_copy(update=update)
+            event = event.model_copy(update={"response": response})
+        return event
+    return None
+
+
+def _drop(payload: Any, loc: tuple[int | str, ...], invalid: dict[str, Any]) -> bool:
+    """Remove the value at a validation error's location; whether anything was removed.
+
+    A location also names union members and validators (``message``, ``function-after``...);
+    those steps are skipped, as they are not keys of the payload.
+    """
+    parent: Any = None
+    key: int | str | None = None
+    node = payload
+    path: list[str] = []
+    for step in loc:
+        in_dict = isinstance(node, dict) and step in node
+        in_list = isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node)
+        if in_dict or in_list:
+            parent, key, node = node, step, node[step]
+            path.append(str(step))
+    if parent is None or key is None or (parent is payload and key in ("type", "response")):
+        return False  # the event's type and response: without them nothing would be left
+    invalid[".".join(path)] = node
+    if isinstance(parent, dict):
+        del parent[key]
+    else:
+        parent[key] = None if len(path) > 2 else {}
+    return True

@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry import metrics
 
 from . import attributes as attr
+from ._safety import telemetry_attributes
 from ._version import __version__
 from .models import Usage
 
@@ -67,14 +68,22 @@ _METRIC_ATTRIBUTES = (
 
 def metric_attributes(span_attributes: dict[str, Any]) -> dict[str, Any]:
     """The subset of the span-start attributes that metrics carry."""
-    return {key: span_attributes[key] for key in _METRIC_ATTRIBUTES if key in span_attributes}
+    return telemetry_attributes(
+        {key: span_attributes[key] for key in _METRIC_ATTRIBUTES if key in span_attributes}
+    )
 
 
 class GenAIMetrics:
     """The GenAI client histograms of one meter provider (the global one by default)."""
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
-        meter = metrics.get_meter("tracedllm", __version__, meter_provider=meter_provider)
+        try:
+            self._create(metrics.get_meter("tracedllm", __version__, meter_provider=meter_provider))
+        except Exception:  # telemetry never breaks the client
+            logger.debug("tracedllm could not create its metrics; they are off", exc_info=True)
+            self._create(metrics.NoOpMeter("tracedllm"))
+
+    def _create(self, meter: metrics.Meter) -> None:
         self.duration = meter.create_histogram(
             attr.METRIC_OPERATION_DURATION,
             unit="s",

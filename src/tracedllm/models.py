@@ -45,6 +45,17 @@ def _number_to_str(value: Any) -> Any:
     return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
+def _none_to_empty(value: Any) -> Any:
+    return "" if value is None else value
+
+
+def _none_to_assistant(value: Any) -> Any:
+    return "assistant" if value is None else value
+
+
+Text = Annotated[str, BeforeValidator(_none_to_empty)]
+"""A text field; ``null`` on the wire (some gateways) reads as ``""``."""
+
 ErrorCode = Annotated[str | None, BeforeValidator(_number_to_str)]
 """An error code; some servers send numbers (``400``, ``502``), kept as strings."""
 
@@ -93,7 +104,7 @@ class OutputText(WireModel):
     """An ``output_text`` content part."""
 
     type: Literal["output_text"]
-    text: str = ""
+    text: Text = ""
     annotations: Annotated[list[Any], BeforeValidator(_none_to_list)] = Field(default_factory=list)
 
 
@@ -101,7 +112,7 @@ class Refusal(WireModel):
     """A ``refusal`` content part."""
 
     type: Literal["refusal"]
-    refusal: str = ""
+    refusal: Text = ""
 
 
 class GenericContentPart(WireModel):
@@ -121,7 +132,7 @@ class SummaryText(WireModel):
     """One part of a reasoning summary."""
 
     type: str = "summary_text"
-    text: str = ""
+    text: Text = ""
 
 
 class MessageItem(WireModel):
@@ -129,7 +140,7 @@ class MessageItem(WireModel):
 
     type: Literal["message"]
     id: str | None = None
-    role: str = "assistant"
+    role: Annotated[str, BeforeValidator(_none_to_assistant)] = "assistant"
     status: str | None = None
     content: Annotated[list[ContentPart], BeforeValidator(_none_to_list)] = Field(
         default_factory=list
@@ -143,7 +154,7 @@ class FunctionCallItem(WireModel):
     id: str | None = None
     call_id: str | None = None
     name: str | None = None
-    arguments: str = ""
+    arguments: Text = ""
     status: str | None = None
 
 
@@ -154,7 +165,7 @@ class CustomToolCallItem(WireModel):
     id: str | None = None
     call_id: str | None = None
     name: str | None = None
-    input: str = ""
+    input: Text = ""
 
 
 class ReasoningItem(WireModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -20,6 +21,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from . import _content
 from . import attributes as attr
 from ._content import CaptureMode
+from ._safety import telemetry_attributes, telemetry_text
 from ._version import __version__
 from .errors import TracedLLMError
 from .models import CustomToolCallItem, FunctionCallItem, Response
@@ -37,8 +39,16 @@ _INCOMPLETE_FINISH = {
 
 
 def get_tracer(tracer_provider: trace.TracerProvider | None) -> Tracer:
-    """The tracedllm tracer from the given provider, or from the global one."""
-    return trace.get_tracer("tracedllm", __version__, tracer_provider=tracer_provider)
+    """The tracedllm tracer from the given provider, or from the global one.
+
+    A provider that fails here gives a no-op tracer (logged once at debug level): telemetry
+    never breaks the client.
+    """
+    try:
+        return trace.get_tracer("tracedllm", __version__, tracer_provider=tracer_provider)
+    except Exception:
+        logger.debug("tracedllm could not get a tracer; spans are off", exc_info=True)
+        return trace.NoOpTracer()
 
 
 def instrumentation_suppressed() -> bool:
@@ -131,7 +141,11 @@ class SpanRecorder:
 
     def __init__(self, span: Span, capture: CaptureMode = CaptureMode.NO_CONTENT) -> None:
         self.span = span
-        self.recording = span.is_recording()
+        try:
+            self.recording = span.is_recording()
+        except Exception:
+            logger.debug("tracedllm could not ask a span whether it records", exc_info=True)
+            self.recording = False
         self.ended = False
         self._failed_once = False
         self._capture = capture if self.recording else CaptureMode.NO_CONTENT
@@ -159,7 +173,11 @@ class SpanRecorder:
         model = attributes.get(attr.GEN_AI_REQUEST_MODEL)
         name = f"{attr.OPERATION_CHAT} {model}" if model else attr.OPERATION_CHAT
         try:
-            span = tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+            span = tracer.start_span(
+                telemetry_text(name),
+                kind=SpanKind.CLIENT,
+                attributes=telemetry_attributes(attributes),
+            )
         except Exception:
             logger.debug("tracedllm could not start a span", exc_info=True)
             span = trace.INVALID_SPAN
@@ -225,7 +243,7 @@ class SpanRecorder:
         """Add a span event (when recording)."""
         if self.recording:
             try:
-                self.span.add_event(name, attributes)
+                self.span.add_event(name, telemetry_attributes(attributes))
             except Exception:
                 self._telemetry_failed("adding an event")
 
@@ -317,11 +335,21 @@ class SpanRecorder:
         if outcome is not None:
             pending[outcome] = True
         if error is None:
-            span.set_attributes(pending)
+            span.set_attributes(telemetry_attributes(pending))
             return
         kind = error_type(error)
         pending[attr.ERROR_TYPE] = kind
-        span.set_attributes(pending)
+        span.set_attributes(telemetry_attributes(pending))
+        message = telemetry_text(str(error))
         if kind != attr.ERROR_TYPE_CANCELLED and isinstance(error, TracedLLMError):
-            span.record_exception(error)
-        span.set_status(Status(StatusCode.ERROR, str(error) or kind))
+            trace_text = "".join(
+                traceback.format_exception(type(error), error, error.__traceback__)
+            )
+            span.record_exception(
+                error,
+                attributes={
+                    "exception.message": message,
+                    "exception.stacktrace": telemetry_text(trace_text),
+                },
+            )
+        span.set_status(Status(StatusCode.ERROR, message or kind))

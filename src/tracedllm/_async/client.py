@@ -13,10 +13,10 @@ from typing import Any, Literal, overload
 import httpx
 
 from .._base import ClientBase
-from .._http import status_error
+from .._http import MAX_ERROR_BODY, status_error
 from .._io import asleep
 from .._request import Attempt, connection_error
-from ..errors import APIError
+from ..errors import TracedLLMError
 from ..models import Response
 from .stream import AsyncResponseStream
 
@@ -47,6 +47,8 @@ class AsyncResponses:
             With ``stream=True``, the stream of typed events (:class:`AsyncResponseStream`);
             otherwise the final :class:`~tracedllm.models.Response` (consumed internally).
         """
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be True or False, got {stream!r}")
         opened = await self._open({"model": model, **params})
         if stream:
             return opened
@@ -58,10 +60,11 @@ class AsyncResponses:
         return AsyncResponseStreamManager(self, {"model": model, **params})
 
     async def _open(self, params: dict[str, Any]) -> AsyncResponseStream:
-        http = self._client.http
-        attempt = Attempt(self._client.config, self._client.tracer, self._client.metrics, params)
+        client = self._client
+        attempt = Attempt(client.config, client.tracer, client.metrics, params)
         try:
             while True:
+                http = client._current_http()
                 try:
                     with attempt.sending():
                         response = await http.send(attempt.request(http), stream=True)
@@ -70,22 +73,34 @@ class AsyncResponses:
                     continue
                 if response.is_success:
                     try:
-                        attempt.check(response)
-                    except APIError:
+                        if attempt.check(response):
+                            raise attempt.json_answer(response, await _read_body(attempt, response))
+                    except TracedLLMError:
                         await response.aclose()
                         raise
                     return AsyncResponseStream(attempt.engine, response)
-                try:
-                    body = await response.aread()
-                except httpx.TransportError:
-                    body = b""  # the status alone still says what happened
-                finally:
-                    await response.aclose()
+                body = await _read_body(attempt, response)
                 error = status_error(response.status_code, response.headers, body)
                 await asleep(attempt.failed(error, response))
         except BaseException as exc:
             attempt.engine.fail(exc)
             raise
+
+
+async def _read_body(attempt: Attempt, response: httpx.Response) -> bytes:
+    """A body that is not an event stream, up to its cap and within the read timeout; closes it."""
+    body = bytearray()
+    started = attempt.clock()
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if attempt.error_body_done(len(body), started):
+                break
+    except (httpx.TransportError, httpx.DecodingError):
+        pass  # what arrived (or the status alone) still says what happened
+    finally:
+        await response.aclose()
+    return bytes(body[:MAX_ERROR_BODY])
 
 
 class AsyncResponseStreamManager:
@@ -128,13 +143,24 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
         http_client: an ``httpx.AsyncClient`` to use; you keep ownership. By default one is
             created, and closed by ``aclose()``.
         timeout: seconds (or an ``httpx.Timeout``); default 5 s to connect, 600 s between bytes.
-            Only applies to the client tracedllm creates.
         max_retries: retries for 408/409/429/5xx and connection errors before the first byte.
-        default_headers: extra headers sent with every request.
+        default_headers: extra headers sent with every request (they win over tracedllm's own,
+            ``Authorization`` included; names are case-insensitive).
+        default_query: query parameters sent with every request (e.g. Azure's ``api-version``
+            or an ``api-key``, kept out of span attributes and errors).
         capture_content: record message content (off by default): ``True`` or ``"SPAN_ONLY"``
             for span attributes, ``"EVENT_ONLY"`` / ``"SPAN_AND_EVENT"`` for the
             ``gen_ai.client.inference.operation.details`` log event; ``None`` reads
             ``$OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+        max_event_bytes: the largest stream event accepted (default 64 MiB); a larger one ends
+            the stream with :class:`~tracedllm.EventTooLargeError`.
+        deadline: seconds for the whole call (retries, headers and the stream); none by default.
+        idle_timeout: seconds allowed between two stream events (keep-alive comments do not
+            count); none by default.
+
+    Per request, ``create()`` and ``stream()`` also take ``timeout``, ``deadline``,
+    ``idle_timeout``, ``extra_headers``, ``extra_query`` and ``extra_body`` (merged into the JSON
+    body); none of them is sent as a parameter.
     """
 
     def _new_http_client(self) -> httpx.AsyncClient:

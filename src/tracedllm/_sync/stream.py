@@ -20,7 +20,7 @@ from .. import attributes as attr
 from .._engine import FINISHED, NEED_DATA, State, StreamEngine
 from .._io import bounded_chunks, close_soon, content_encoded
 from ..choices import Choice, ChoiceMapper
-from ..errors import APIConnectionError, APITimeoutError
+from ..errors import APIConnectionError, APITimeoutError, ContentDecodingError
 from ..events import Event
 from ..models import Response
 
@@ -102,6 +102,10 @@ class ResponseStream:
             chunk = next(chunks, None)
         except (httpx.TransportError, httpx.StreamError) as exc:
             engine.receive_error(_transport_error(exc))  # a bounded read's timeout ends its wait
+        except httpx.DecodingError as exc:
+            error = ContentDecodingError(self._response.headers.get("content-encoding", ""))
+            error.__cause__ = exc
+            engine.receive_error(error)
         except BaseException as exc:
             engine.fail(exc)
             raise
@@ -167,9 +171,9 @@ class ResponseStream:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc is not None and not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt
-            self._engine.fail(exc)
-        else:  # the caller's own exception is not the LLM's failure
+        if exc is not None and not isinstance(exc, Exception | GeneratorExit):
+            self._engine.fail(exc)  # cancellation, KeyboardInterrupt
+        else:  # the caller's own exception, or closing a generator, is not the LLM's failure
             self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
         self._release()
 
