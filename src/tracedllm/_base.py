@@ -101,6 +101,20 @@ class ClientBase(Generic[HttpClientT]):
                 self._loop = weakref.ref(loop)
         return self.http
 
+    def _http_to_close(self) -> HttpClientT | None:
+        """The httpx client ``close()`` / ``aclose()`` should close: one tracedllm created, and
+        (async) only on the event loop that owns its connections -- a closed loop's cannot be
+        closed from another, and die with it."""
+        if not self._owns_http:
+            return None
+        if (
+            isinstance(self.http, httpx.AsyncClient)
+            and self._loop is not None
+            and self._loop() is not asyncio.get_running_loop()
+        ):
+            return None
+        return self.http
+
     def _replace_http(self, where: str) -> None:
         if not self._owns_http:
             raise TracedLLMError(

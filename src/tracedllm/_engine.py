@@ -104,6 +104,8 @@ _SETTLING: Final = State.SETTLING
 _DRAINING: Final = State.DRAINING
 
 _DONE_MARKER = b"[DONE]"
+_KINDS = ev.EVENT_KINDS
+validate_event = ev.validate_event
 _CHUNK_KINDS = frozenset(
     {ev.EventKind.TEXT_DELTA, ev.EventKind.ARGUMENTS_DELTA, ev.EventKind.DELTA}
 )
@@ -313,9 +315,15 @@ class StreamEngine:
             if state is _STREAMING or state is _SETTLING:
                 payloads = self._payloads
                 if payloads:
-                    event = self._take(payloads.popleft())
+                    data = payloads.popleft()
+                    try:
+                        event: ev.Event | None = validate_event(data)
+                    except ValidationError:
+                        event = self._invalid(data)
                     if event is not None:
-                        return event
+                        event = self._handle(event)
+                        if event is not None:
+                            return event
                 elif self._eof:
                     self._end_of_input()
                 else:
@@ -346,31 +354,29 @@ class StreamEngine:
 
     # --- decisions -------------------------------------------------------------------------
 
-    def _take(self, data: bytes) -> ev.Event | None:
-        """Process one event payload; returns the event to hand out, if any."""
-        try:
-            event: ev.Event | None = ev.validate_event(data)
-        except ValidationError:
-            event = ev.repair_terminal(data)  # e.g. one invalid UTF-8 byte in a terminal event
-        if event is None:
-            stripped = data.strip()
-            if stripped == _DONE_MARKER:
-                if self.state is State.SETTLING:
-                    self._settle(then_drain=True)
-                else:
-                    self._failed(self._truncated("the stream sent [DONE]"), drain=True)
-            elif stripped:  # an empty data line: nothing to decode, nothing lost
-                self._skip("an undecodable stream event (%d bytes)", len(data))
-            return None
-        return self._handle(event)
+    def _invalid(self, data: bytes) -> ev.Event | None:
+        """A payload that is not a valid JSON object: a repairable terminal event, or nothing."""
+        event = ev.repair_terminal(data)  # e.g. one invalid UTF-8 byte in a terminal event
+        if event is not None:
+            return event
+        stripped = data.strip()
+        if stripped == _DONE_MARKER:
+            if self.state is State.SETTLING:
+                self._settle(then_drain=True)
+            else:
+                self._failed(self._truncated("the stream sent [DONE]"), drain=True)
+        elif stripped:  # an empty data line: nothing to decode, nothing lost
+            self._skip("an undecodable stream event (%d bytes)", len(data))
+        return None
 
     def _handle(self, event: ev.Event) -> ev.Event | None:
         """Process one validated event; returns the event to hand out, if any."""
         self.events += 1
-        self._head = None
+        if self._head is not None:
+            self._head = None
         if self._idle_timeout is not None:
             self._last_event = self._clock()
-        kind = ev.kind_of(event)
+        kind = _KINDS[type(event)]
         if self.state is _SETTLING:
             if kind in _REFINING_KINDS:
                 self._refine(event)

@@ -186,8 +186,8 @@ class Attempt:
             ContentDecodingError: a content-encoding httpx cannot decode here.
             UnexpectedContentTypeError: neither an event stream nor JSON.
         """
-        encoding = response.headers.get("content-encoding", "").strip().lower()
-        if any(part.strip() not in _DECODABLE for part in encoding.split(",")):
+        encoding = response.headers.get("content-encoding")
+        if encoding and any(part.strip().lower() not in _DECODABLE for part in encoding.split(",")):
             raise ContentDecodingError(encoding)
         content_type = response.headers.get("content-type", "")
         if is_event_stream(content_type):

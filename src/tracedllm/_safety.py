@@ -99,6 +99,8 @@ def encodable(text: str) -> str:
 
 def telemetry_text(text: str, limit: int = MAX_TELEMETRY_TEXT) -> str:
     """``text`` made encodable as UTF-8 (lone surrogates replaced) and cut to ``limit``."""
+    if text.isascii() and len(text) <= limit:
+        return text  # the usual case, at the cost of one scan
     if len(text) > limit:
         text = text[:limit] + "...[truncated]"
     return encodable(text)
@@ -109,13 +111,18 @@ def telemetry_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
     Message content (JSON, cut per text by the content capture) is only made encodable.
     """
-    safe: dict[str, Any] = {}
+    safe: dict[str, Any] | None = None
     for key, value in attributes.items():
-        if key in _CONTENT_KEYS and isinstance(value, str):
-            value = encodable(value)
-        elif isinstance(value, str):
-            value = telemetry_text(value)
+        if isinstance(value, str):
+            fixed: Any = encodable(value) if key in _CONTENT_KEYS else telemetry_text(value)
         elif isinstance(value, tuple | list) and any(isinstance(item, str) for item in value):
-            value = tuple(telemetry_text(item) if isinstance(item, str) else item for item in value)
-        safe[key] = value
-    return safe
+            fixed = tuple(telemetry_text(item) if isinstance(item, str) else item for item in value)
+            if fixed == tuple(value):
+                fixed = value
+        else:
+            continue
+        if fixed is not value:
+            if safe is None:
+                safe = dict(attributes)
+            safe[key] = fixed
+    return dict(attributes) if safe is None else safe

@@ -13,6 +13,7 @@ from typing import Any
 from . import events as ev
 from .models import (
     FunctionCallItem,
+    GenericOutputItem,
     MessageItem,
     OutputItem,
     OutputText,
@@ -20,6 +21,8 @@ from .models import (
 )
 
 __all__ = ["Accumulator"]
+
+_TYPED_ITEMS = frozenset({"message", "function_call", "custom_tool_call", "reasoning"})
 
 
 class Accumulator:
@@ -110,19 +113,12 @@ class Accumulator:
         return terminal.model_copy(update=update) if update else terminal
 
     def _lost_by(self, terminal: Response) -> bool:
-        """Whether the terminal output lacks text or tool calls that were streamed.
-
-        A server's odd item (a ``null`` field, a number for a string) can only validate as a
-        generic item; what the stream delivered is then the better record.
-        """
-        if not terminal.output_text and any(any(parts) for parts in self._text.values()):
-            return True
-        streamed_calls = sum(
-            isinstance(item, FunctionCallItem)
-            for item in (*self._done.values(), *self._added.values())
-        )
-        return streamed_calls > 0 and not any(
-            isinstance(item, FunctionCallItem) for item in terminal.output
+        """Whether the terminal output has a message or tool call that only validated as a
+        generic item (a ``null`` field, a number for a string...): what the stream delivered is
+        then the better record."""
+        return any(
+            type(item) is GenericOutputItem and item.type in _TYPED_ITEMS
+            for item in terminal.output
         )
 
     def partial(self) -> Response | None:

@@ -26,6 +26,7 @@ from typing_extensions import assert_never
 from .models import ErrorCode, OutputItem, Response, WireModel, _number_to_str
 
 __all__ = [
+    "EVENT_KINDS",
     "EVENT_TYPES",
     "TERMINAL_TYPES",
     "Event",
@@ -619,15 +620,16 @@ def _classify(event: Event) -> EventKind:
             assert_never(event)
 
 
-_KINDS: dict[type[Any], EventKind] = {
+EVENT_KINDS: dict[type[Any], EventKind] = {
     cls: _classify(cls.model_construct())
     for cls in (*KnownEvent.__args__, UnknownEvent)  # type: ignore[attr-defined]
 }
+"""The kind of every event class (what :func:`kind_of` looks up)."""
 
 
 def kind_of(event: Event) -> EventKind:
     """What ``event`` means for the stream, looked up by its class (one dict lookup)."""
-    return _KINDS[type(event)]
+    return EVENT_KINDS[type(event)]
 
 
 TerminalEvent = Union[ResponseCompletedEvent, ResponseFailedEvent, ResponseIncompleteEvent]

@@ -173,8 +173,9 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
 
     async def aclose(self) -> None:
         """Close the HTTP client, if tracedllm created it."""
-        if self._owns_http:
-            await self.http.aclose()
+        http = self._http_to_close()
+        if http is not None:
+            await http.aclose()
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -170,8 +170,9 @@ class Client(ClientBase[httpx.Client]):
 
     def close(self) -> None:
         """Close the HTTP client, if tracedllm created it."""
-        if self._owns_http:
-            self.http.close()
+        http = self._http_to_close()
+        if http is not None:
+            http.close()
 
     def __enter__(self) -> Client:
         return self
