@@ -22,7 +22,7 @@ import socket
 import time
 import tracemalloc
 import warnings
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Generator, Iterator, Sequence
 from functools import partial
 from types import ModuleType
 from typing import Any
@@ -34,7 +34,7 @@ from opentelemetry.trace import StatusCode
 
 import tracedllm
 import tracedllm._http
-from conftest import Runner, only_span
+from conftest import MakeClient, Runner, only_span
 from fault_servers import Conn, RawRequest, RawServer, comment, sse
 from helpers_faults import MODEL, attrs, completed, create, created, deltas, wait_until
 from tracedllm import (
@@ -90,20 +90,9 @@ Connect = Callable[..., Any]
 
 
 @pytest.fixture
-async def connect(runner: Runner, tracer_provider: TracerProvider) -> AsyncIterator[Connect]:
+def connect(make: MakeClient) -> Connect:
     """``connect(server, **kwargs)``: a client of the runner's kind for a raw server; all closed."""
-    made: list[Any] = []
-
-    def factory(server: RawServer, **kwargs: Any) -> Any:
-        kwargs.setdefault("base_url", server.base_url)
-        kwargs.setdefault("tracer_provider", tracer_provider)
-        client = runner.client(**kwargs)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        await runner.close(client)
+    return lambda server, **kwargs: make(**{"base_url": server.base_url, **kwargs})
 
 
 class Peak:

@@ -107,6 +107,8 @@ class Attempt:
             raise TypeError("responses.create() needs model=<a non-empty string>")
         self.config = config
         self.url = config.url("responses", options.extra_query)
+        self.shown_url = f"{config.base_url}/responses"
+        """The URL for messages: without query string or credentials."""
         self.headers = config.headers
         if options.extra_headers:
             self.headers = {
@@ -265,12 +267,13 @@ def _is_json(content_type: str) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
-def connection_error(exc: httpx.TransportError) -> APIConnectionError:
-    """The error for a request that got no response."""
+def connection_error(exc: httpx.TransportError, url: str) -> APIConnectionError:
+    """The error for a request to ``url`` (no query, no credentials) that got no response."""
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     error = (
-        APITimeoutError("the request timed out")
+        APITimeoutError(f"timed out waiting for {url} ({reason})")
         if isinstance(exc, httpx.TimeoutException)
-        else APIConnectionError(f"could not reach the server: {type(exc).__name__}")
+        else APIConnectionError(f"could not reach {url} ({' '.join(reason.split())})")
     )
     error.__cause__ = exc
     return error

@@ -69,7 +69,7 @@ class AsyncResponses:
                     with attempt.sending():
                         response = await http.send(attempt.request(http), stream=True)
                 except httpx.TransportError as exc:
-                    await asleep(attempt.failed(connection_error(exc)))
+                    await asleep(attempt.failed(connection_error(exc, attempt.shown_url)))
                     continue
                 if response.is_success:
                     try:

@@ -66,7 +66,7 @@ class Responses:
                     with attempt.sending():
                         response = http.send(attempt.request(http), stream=True)
                 except httpx.TransportError as exc:
-                    sleep(attempt.failed(connection_error(exc)))
+                    sleep(attempt.failed(connection_error(exc, attempt.shown_url)))
                     continue
                 if response.is_success:
                     try:
