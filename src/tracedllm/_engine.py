@@ -104,6 +104,8 @@ _SETTLING: Final = State.SETTLING
 _DRAINING: Final = State.DRAINING
 
 _DONE_MARKER = b"[DONE]"
+_NOT_COMPLETED = frozenset({"incomplete", "failed"})
+"""Statuses of a ``response.completed`` event's response that make it a failure."""
 _KINDS = ev.EVENT_KINDS
 validate_event = ev.validate_event
 _CHUNK_KINDS = frozenset(
@@ -389,16 +391,9 @@ class StreamEngine:
             assert isinstance(event, ev.ResponseEvent)
             if self.recorder is not None:
                 self.recorder.response_started(event.response)
-        elif kind is ev.EventKind.COMPLETED:
+        elif kind in _REFINING_KINDS:
             assert isinstance(event, ev.ResponseEvent)
-            self._complete(event.response)
-        elif kind is ev.EventKind.FAILED or kind is ev.EventKind.INCOMPLETE:
-            assert isinstance(event, ev.ResponseEvent)
-            response = self.accumulator.final(event.response)
-            if self.recorder is not None:
-                self.recorder.terminal(response)
-            self._failed(_terminal_error(response, kind is ev.EventKind.INCOMPLETE), drain=True)
-            return None
+            return event if self._terminal(event.response, kind) else None
         elif kind is ev.EventKind.ERROR:
             assert isinstance(event, ev.ErrorEvent)
             self._announce(event)
@@ -467,6 +462,23 @@ class StreamEngine:
             self._drain()
         else:
             self.state = State.DONE
+
+    def _terminal(self, terminal: Response, kind: ev.EventKind) -> bool:
+        """A terminal event: whether it completed the response (and is handed out).
+
+        The terminal response's status beats the event type: vLLM ends an answer cut at
+        ``max_output_tokens`` with ``response.completed`` whose status is ``incomplete``.
+        """
+        status = terminal.status
+        if kind is ev.EventKind.COMPLETED and status not in _NOT_COMPLETED:
+            self._complete(terminal)
+            return True
+        response = self.accumulator.final(terminal)
+        if self.recorder is not None:
+            self.recorder.terminal(response)
+        incomplete = kind is ev.EventKind.INCOMPLETE or status == "incomplete"
+        self._failed(_terminal_error(response, incomplete), drain=True)
+        return False
 
     def _complete(self, terminal: Response) -> None:
         if self._timed and self._first_chunk is None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from ._sse import SSEDecoder
 from .errors import (
     APIStatusError,
     AuthenticationError,
@@ -59,12 +60,22 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> APISta
         code=code,
         request_id=headers.get("x-request-id"),
         body=decoded,
+        type=_field(decoded, "type"),
+        param=_field(decoded, "param"),
     )
+
+
+def _sse_data(body: bytes) -> bytes | None:
+    """The JSON of an error sent as server-sent events (LiteLLM answers 500 so)."""
+    decoded = SSEDecoder().feed(body + b"\n\n")
+    return decoded[0] if decoded else None
 
 
 def _describe_body(body: bytes, content_type: str) -> tuple[Any, str | None, str]:
     if not body.strip():
         return None, None, "the response body was empty"
+    if is_event_stream(content_type) and content_type:
+        body = _sse_data(body) or body
     try:
         decoded = json.loads(body)
     except ValueError:
@@ -79,6 +90,14 @@ def _describe_body(body: bytes, content_type: str) -> tuple[Any, str | None, str
     code = source.get("code") or source.get("type")
     message = source.get("message") or source.get("detail") or json.dumps(source)[:300]
     return decoded, str(code) if code not in (None, "") else None, str(message)
+
+
+def _field(body: Any, name: str) -> str | None:
+    """``error.type`` / ``error.param`` of a decoded error body, when it has one."""
+    error = body.get("error") if isinstance(body, dict) else None
+    source = error if isinstance(error, dict) else body
+    value = source.get(name) if isinstance(source, dict) else None
+    return str(value) if isinstance(value, str | int) and value != "" else None
 
 
 def retry_delay(

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import attributes as attr
@@ -176,10 +177,13 @@ class Attempt:
         if recorder is None:
             yield
             return
-        with trace.use_span(
-            recorder.span, end_on_exit=False, record_exception=False, set_status_on_exception=False
-        ):
+        # Not trace.use_span: on an exception it asks the span is_recording(), which a broken
+        # span may raise from; attaching the context by hand asks the span nothing.
+        token = otel_context.attach(trace.set_span_in_context(recorder.span))
+        try:
             yield
+        finally:
+            otel_context.detach(token)
 
     def check(self, response: httpx.Response) -> bool:
         """Check a 2xx answer before its body is read: whether it is JSON instead of events.

@@ -82,7 +82,13 @@ class Redactor:
             return
         error.args = tuple(self.value(arg) for arg in error.args)
         for name, value in list(vars(error).items()):
-            if name != "response" and not name.startswith("__"):
+            if name == "response":
+                failure = getattr(value, "error", None)  # a failed response echoes it there
+                message = getattr(failure, "message", None)
+                if isinstance(message, str) and self.text(message) != message:
+                    failure = failure.model_copy(update={"message": self.text(message)})  # type: ignore[union-attr]
+                    setattr(error, name, value.model_copy(update={"error": failure}))
+            elif not name.startswith("__"):
                 scrubbed = self.value(value)
                 if scrubbed is not value:
                     setattr(error, name, scrubbed)

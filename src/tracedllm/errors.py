@@ -82,6 +82,8 @@ class APIStatusError(APIError):
         message: the provider's error message, or a description of the body.
         request_id: the ``x-request-id`` response header, if any.
         body: the decoded JSON body, or ``None`` when the body was not JSON.
+        type: the provider's error type (``error.type``, e.g. ``invalid_request_error``).
+        param: the request parameter the error is about (``error.param``), if any.
     """
 
     def __init__(
@@ -92,15 +94,20 @@ class APIStatusError(APIError):
         code: str | None = None,
         request_id: str | None = None,
         body: Any = None,
+        type: str | None = None,
+        param: str | None = None,
     ) -> None:
+        shown = code if code and code != str(status_code) else None  # no "404 404: ..."
         super().__init__(
-            f"{status_code}: {message}" if not code else f"{status_code} {code}: {message}"
+            f"{status_code} {shown}: {message}" if shown else f"{status_code}: {message}"
         )
         self.status_code = status_code
         self.code = code
         self.message = message
         self.request_id = request_id
         self.body = body
+        self.type = type
+        self.param = param
 
     @property
     def error_type(self) -> str:

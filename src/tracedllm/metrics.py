@@ -77,6 +77,7 @@ class GenAIMetrics:
     """The GenAI client histograms of one meter provider (the global one by default)."""
 
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
+        self._failed_once = False
         try:
             self._create(metrics.get_meter("tracedllm", __version__, meter_provider=meter_provider))
         except Exception:  # telemetry never breaks the client
@@ -109,19 +110,24 @@ class GenAIMetrics:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
 
+    def _failed(self) -> None:
+        if not self._failed_once:  # once per request: a broken meter would log on every chunk
+            self._failed_once = True
+            logger.debug("tracedllm could not record a metric", exc_info=True)
+
     def first_chunk(self, seconds: float, attributes: dict[str, Any]) -> None:
         """The first output chunk arrived ``seconds`` after the request started."""
         try:
             self.time_to_first_chunk.record(seconds, attributes)
         except Exception:
-            logger.debug("tracedllm could not record a metric", exc_info=True)
+            self._failed()
 
     def next_chunk(self, seconds: float, attributes: dict[str, Any]) -> None:
         """Another output chunk arrived ``seconds`` after the previous one."""
         try:
             self.time_per_output_chunk.record(seconds, attributes)
         except Exception:
-            logger.debug("tracedllm could not record a metric", exc_info=True)
+            self._failed()
 
     def finished(
         self,
@@ -142,4 +148,6 @@ class GenAIMetrics:
                     if count is not None:
                         self.token_usage.record(count, {**attributes, attr.GEN_AI_TOKEN_TYPE: kind})
         except Exception:
-            logger.debug("tracedllm could not record a metric", exc_info=True)
+            self._failed()
+        finally:
+            self._failed_once = False  # the next request may log its own failure once

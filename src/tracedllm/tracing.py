@@ -272,7 +272,8 @@ class SpanRecorder:
             attributes[attr.GEN_AI_RESPONSE_ID] = response.id
         if response.model is not None:
             attributes[attr.GEN_AI_RESPONSE_MODEL] = response.model
-        if response.service_tier is not None:
+        if response.service_tier is not None and response.service_tier != "auto":
+            # "auto" echoed back by some gateways is the request, not the tier that was used
             attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = response.service_tier
         usage = response.usage
         if usage is not None:
