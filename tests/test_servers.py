@@ -10,10 +10,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from conftest import MakeClient, Runner, only_span
-from helpers_faults import attrs, create, created, deltas, response
+from helpers_faults import MODEL, attrs, create, created, deltas, response
 from tracedllm import (
     InternalServerError,
     NotFoundError,
+    Reasoning,
+    ReasoningDelta,
     ResponseFailedError,
     ResponseIncompleteError,
 )
@@ -88,3 +90,109 @@ async def test_service_tier_auto_echoed_back_is_not_recorded(
     server.enqueue(Reply(body=sse_body([created(), terminal])))
     await create(runner, make())
     assert "openai.response.service_tier" not in attrs(only_span(span_exporter))
+
+
+def reasoning_in_content_body() -> bytes:
+    item = {
+        "type": "reasoning",
+        "id": "rs_1",
+        "summary": [],
+        "content": [{"type": "reasoning_text", "text": "Two plus two is four."}],
+    }
+    message = {
+        "type": "message",
+        "id": "msg_1",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "4", "annotations": []}],
+    }
+    reasoning_delta = {
+        "type": "response.reasoning_text.delta",
+        "item_id": "rs_1",
+        "output_index": 0,
+        "content_index": 0,
+        "delta": "Two plus two is four.",
+    }
+    return sse_body(
+        [
+            created(),
+            {
+                "type": "response.output_item.added",
+                "output_index": 0,
+                "item": {**item, "content": []},
+            },
+            reasoning_delta,
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+            {"type": "response.output_item.done", "output_index": 1, "item": message},
+            {
+                "type": "response.completed",
+                "response": {**response("resp_1", "completed"), "output": [item, message]},
+            },
+        ]
+    )
+
+
+async def test_reasoning_carried_in_content_parts(
+    runner: Runner, server: LoopbackServer, make: MakeClient, span_exporter: InMemorySpanExporter
+) -> None:
+    """vLLM, LiteLLM's bridge, OpenRouter and DeepSeek: reasoning in `content`, no summary."""
+    server.enqueue(Reply(body=reasoning_in_content_body()))
+    client = make(capture_content=True)
+    stream = await runner.call(client.responses.create(model=MODEL, input="2+2?", stream=True))
+    if runner.is_async:
+        choices = [choice async for choice in stream.choices()]
+    else:
+        choices = list(stream.choices())
+    assert ReasoningDelta("Two plus two is four.", "rs_1") in choices
+    assert Reasoning("rs_1", "Two plus two is four.") in choices
+    output = json.loads(str(attrs(only_span(span_exporter))["gen_ai.output.messages"]))
+    assert output[0]["parts"][0] == {"type": "reasoning", "content": "Two plus two is four."}
+
+
+async def test_non_streaming_call_sends_stream_false_and_parses_json(
+    runner: Runner, server: LoopbackServer, make: MakeClient, span_exporter: InMemorySpanExporter
+) -> None:
+    """LiteLLM's mock models cannot stream: a call without stream=True must not ask to."""
+    body = response(
+        "resp_1", "completed", text="Hello", usage={"input_tokens": 3, "output_tokens": 1}
+    )
+    server.enqueue(Reply(200, json.dumps(body).encode(), (("content-type", "application/json"),)))
+    final = await create(runner, make())
+    assert (final.id, final.output_text) == ("resp_1", "Hello")
+    request = server.requests[0]
+    assert request.json()["stream"] is False
+    assert request.headers["accept"] == "application/json"
+    span = only_span(span_exporter)
+    assert span.status.status_code is StatusCode.UNSET
+    assert attrs(span)["gen_ai.request.stream"] is False
+    assert attrs(span)["gen_ai.usage.output_tokens"] == 1
+    assert "gen_ai.response.time_to_first_chunk" not in attrs(span)
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [("incomplete", ResponseIncompleteError), ("failed", ResponseFailedError)],
+)
+async def test_non_streaming_answer_status_decides_the_outcome(
+    runner: Runner,
+    server: LoopbackServer,
+    make: MakeClient,
+    span_exporter: InMemorySpanExporter,
+    status: str,
+    error: type[Exception],
+) -> None:
+    body = response(
+        "resp_1", status, text="Hel", incomplete_details={"reason": "max_output_tokens"}
+    )
+    server.enqueue(Reply(200, json.dumps(body).encode(), (("content-type", "application/json"),)))
+    with pytest.raises(error):
+        await create(runner, make())
+    assert only_span(span_exporter).status.status_code is StatusCode.ERROR
+
+
+async def test_non_streaming_json_error_object(
+    runner: Runner, server: LoopbackServer, make: MakeClient
+) -> None:
+    body = {"error": {"message": "boom", "code": "server_error"}}
+    server.enqueue(Reply(200, json.dumps(body).encode(), (("content-type", "application/json"),)))
+    with pytest.raises(ResponseFailedError, match="boom"):
+        await create(runner, make())

@@ -173,7 +173,7 @@ def output_messages(response: Response, finish_reason: str) -> list[dict[str, An
                 elif isinstance(part, Refusal):
                     parts.append(_text(part.refusal))
         elif isinstance(item, ReasoningItem):
-            parts += [{"type": "reasoning", "content": _cut(s.text)} for s in item.summary]
+            parts += [{"type": "reasoning", "content": _cut(text)} for text in item.texts]
         elif isinstance(item, FunctionCallItem):
             parts.append(
                 {

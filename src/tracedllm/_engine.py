@@ -300,6 +300,35 @@ class StreamEngine:
 
     # --- output ----------------------------------------------------------------------------
 
+    def receive_json(self, body: bytes) -> Response:
+        """A non-streaming answer: the whole response as one JSON object.
+
+        Returns:
+            The final response (its status decides the outcome, as for a terminal event).
+
+        Raises:
+            StreamError: the response failed or is incomplete, the body is a JSON error object,
+                or it is not a response (the span has been ended).
+        """
+        self._eof = True
+        self._timed = False  # no chunks, no time to first chunk
+        error = json_error(body)
+        if error is None:
+            event = ev.repair_terminal(b'{"type":"response.completed","response":' + body + b"}")
+            if event is not None:
+                self.events = 1
+                if self._terminal(event.response, ev.EventKind.COMPLETED):
+                    assert self.final is not None
+                    return self.final
+            else:
+                self._failed(self._truncated("the JSON answer could not be decoded"), drain=False)
+        else:
+            self._failed(error, drain=False)
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        raise pending
+
     def read_budget(self) -> float | None:
         """Seconds the shell may wait for the next chunk; ``None``: its usual read timeout."""
         if self.state is State.STREAMING:

@@ -90,6 +90,7 @@ class Attempt:
         tracer: where the span goes.
         metrics: the GenAI metrics.
         params: the Responses API parameters, per-request options included (taken out).
+        stream: what the request asks for (``"stream": true``), and the span records.
         clock: seconds, monotonic (the engine's clock too).
     """
 
@@ -100,6 +101,7 @@ class Attempt:
         metrics: GenAIMetrics,
         params: dict[str, Any],
         *,
+        stream: bool = True,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         options = RequestOptions.take(params)
@@ -111,12 +113,13 @@ class Attempt:
         self.shown_url = f"{config.base_url}/responses"
         """The URL for messages: without query string or credentials."""
         self.headers = config.headers
-        if options.extra_headers:
+        if options.extra_headers or not stream:
             self.headers = {
                 **config.headers,
+                **({} if stream else {"accept": "application/json"}),
                 **{name.lower(): value for name, value in options.extra_headers.items()},
             }
-        self.body = json.dumps({**params, **options.extra_body, "stream": True}).encode()
+        self.body = json.dumps({**params, **options.extra_body, "stream": stream}).encode()
         self._timeout = options.timeout
         deadline = options.deadline or config.deadline
         self.idle_timeout = options.idle_timeout or config.idle_timeout
@@ -140,7 +143,7 @@ class Attempt:
         if instrumentation_suppressed():
             self.engine = StreamEngine(**engine_options)
         else:
-            attributes = config.span_attributes(params)
+            attributes = config.span_attributes(params, stream=stream)
             recorder = SpanRecorder.start(tracer, attributes, params, config.capture_content)
             self.engine = StreamEngine(
                 recorder, metrics, metric_attributes(attributes), **engine_options
@@ -210,13 +213,16 @@ class Attempt:
         content_type = response.headers.get("content-type", "")
         return UnexpectedContentTypeError(content_type, response.status_code)
 
-    def error_body_done(self, size: int, started: float) -> bool:
-        """Whether to stop reading an error body: past the byte cap or the read timeout."""
-        limit = (self._timeout or self.config.timeout).read
+    def body_done(self, size: int, started: float, cap: int) -> bool:
+        """Whether to stop reading a body that is not an event stream: past ``cap`` bytes, the
+        deadline or, for an error body, the read timeout in total."""
         remaining = self.remaining()
-        if remaining is not None:
-            limit = remaining if limit is None else min(limit, remaining)
-        return size >= MAX_ERROR_BODY or (limit is not None and self._clock() - started > limit)
+        limit = remaining
+        if cap <= MAX_ERROR_BODY:  # an error body: whatever a server sends, the read timeout
+            read = (self._timeout or self.config.timeout).read
+            if read is not None:
+                limit = read if limit is None else min(limit, read)
+        return size >= cap or (limit is not None and self._clock() - started > limit)
 
     def clock(self) -> float:
         """The attempt's clock."""

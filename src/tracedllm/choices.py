@@ -47,7 +47,8 @@ class ReasoningDelta:
 
 @dataclass(frozen=True, slots=True)
 class Reasoning:
-    """A finished reasoning item's summary part, or its encrypted content (after the summaries)."""
+    """A finished reasoning item's summary part (or, without a summary, a part of its reasoning
+    ``content``, as vLLM and OpenRouter send), or its encrypted content (after those)."""
 
     id: str | None
     content: str
@@ -114,7 +115,7 @@ class ChoiceMapper:
         if isinstance(event, ev.OutputTextDeltaEvent | ev.RefusalDeltaEvent):
             yield TextDelta(event.delta)
         elif isinstance(event, ev.ReasoningSummaryTextDeltaEvent | ev.ReasoningTextDeltaEvent):
-            yield ReasoningDelta(event.delta)
+            yield ReasoningDelta(event.delta, event.item_id)
         elif isinstance(event, ev.FunctionCallArgumentsDeltaEvent):
             item_id = event.item_id or ""
             yield ToolCallDelta(item_id, self._internal_id(item_id), arguments=event.delta)
@@ -137,8 +138,8 @@ class ChoiceMapper:
             else:
                 self._held.append(call)
         elif isinstance(item, ReasoningItem):
-            for part in item.summary:
-                yield Reasoning(item.id, part.text)
+            for text in item.texts:
+                yield Reasoning(item.id, text)
             if item.encrypted_content is not None:
                 yield Reasoning(item.id, item.encrypted_content, "encrypted")
         elif isinstance(item, MessageItem) and item.id is not None:

@@ -200,10 +200,11 @@ class ClientConfig:
             return f"{self.base_url}/{endpoint}"  # httpx parses a string faster than we could
         return httpx.URL(f"{self.base_url}/{endpoint}", params=[*self.query, *extra_query.items()])
 
-    def span_attributes(self, params: dict[str, Any]) -> dict[str, Any]:
+    def span_attributes(self, params: dict[str, Any], *, stream: bool = True) -> dict[str, Any]:
         """The span-start attributes for a request with these parameters."""
         return request_attributes(
             params,
+            stream=stream,
             provider_name=self.provider_name,
             server_address=self.server_address,
             server_port=self.server_port,

@@ -180,6 +180,14 @@ class ReasoningItem(WireModel):
     encrypted_content: str | None = None
     status: str | None = None
 
+    @property
+    def texts(self) -> list[str]:
+        """The reasoning as text: the summary parts, else the ``content`` parts (vLLM, LiteLLM's
+        bridge, OpenRouter and DeepSeek put raw reasoning there, with an empty summary)."""
+        if self.summary:
+            return [part.text for part in self.summary]
+        return [part.text for part in self.content or () if part.text]
+
 
 class GenericOutputItem(WireModel):
     """An output item of any other type (hosted tools, ``compaction``, future types)."""

@@ -57,13 +57,18 @@ def instrumentation_suppressed() -> bool:
 
 
 def request_attributes(
-    params: Mapping[str, Any], *, provider_name: str, server_address: str, server_port: int
+    params: Mapping[str, Any],
+    *,
+    provider_name: str,
+    server_address: str,
+    server_port: int,
+    stream: bool = True,
 ) -> dict[str, Any]:
     """The span-start attributes of a Responses request (all sampling-relevant ones included)."""
     attributes: dict[str, Any] = {
         attr.GEN_AI_OPERATION_NAME: attr.OPERATION_CHAT,
         attr.GEN_AI_PROVIDER_NAME: provider_name,
-        attr.GEN_AI_REQUEST_STREAM: True,
+        attr.GEN_AI_REQUEST_STREAM: stream,
         attr.OPENAI_API_TYPE: attr.API_TYPE_RESPONSES,
         attr.SERVER_ADDRESS: server_address,
         attr.SERVER_PORT: server_port,

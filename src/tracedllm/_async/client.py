@@ -45,23 +45,48 @@ class AsyncResponses:
 
         Returns:
             With ``stream=True``, the stream of typed events (:class:`AsyncResponseStream`);
-            otherwise the final :class:`~tracedllm.models.Response` (consumed internally).
+            otherwise the final :class:`~tracedllm.models.Response`: the request says
+            ``"stream": false`` and the JSON answer is parsed (an event stream is read too,
+            for servers that stream anyway).
         """
         if not isinstance(stream, bool):
             raise TypeError(f"stream must be True or False, got {stream!r}")
-        opened = await self._open({"model": model, **params})
         if stream:
-            return opened
-        async with opened:
-            return await opened.get_final_response()
+            return await self._open({"model": model, **params})
+        return await self._answer({"model": model, **params})
 
     def stream(self, *, model: str, **params: Any) -> AsyncResponseStreamManager:
         """Like ``create(stream=True)``, as ``async with client.responses.stream(...) as s:``."""
         return AsyncResponseStreamManager(self, {"model": model, **params})
 
     async def _open(self, params: dict[str, Any]) -> AsyncResponseStream:
+        attempt = self._attempt(params, stream=True)
+        response, is_json = await self._send(attempt)
+        if is_json:
+            body = await _read_body(attempt, response, MAX_ERROR_BODY)
+            raise attempt.engine.fail(attempt.json_answer(response, body))
+        return AsyncResponseStream(attempt.engine, response)
+
+    async def _answer(self, params: dict[str, Any]) -> Response:
+        attempt = self._attempt(params, stream=False)
+        response, is_json = await self._send(attempt)
+        if not is_json:  # a server that streams anyway
+            async with AsyncResponseStream(attempt.engine, response) as opened:
+                return await opened.get_final_response()
+        try:
+            body = await _read_body(attempt, response, self._client.config.max_event_bytes)
+        except BaseException as exc:
+            attempt.engine.fail(exc)
+            raise
+        return attempt.engine.receive_json(body)
+
+    def _attempt(self, params: dict[str, Any], *, stream: bool) -> Attempt:
         client = self._client
-        attempt = Attempt(client.config, client.tracer, client.metrics, params)
+        return Attempt(client.config, client.tracer, client.metrics, params, stream=stream)
+
+    async def _send(self, attempt: Attempt) -> tuple[httpx.Response, bool]:
+        """Send until a 2xx answer (retrying as the attempt decides); whether its body is JSON."""
+        client = self._client
         try:
             while True:
                 http = client._current_http()
@@ -73,13 +98,11 @@ class AsyncResponses:
                     continue
                 if response.is_success:
                     try:
-                        if attempt.check(response):
-                            raise attempt.json_answer(response, await _read_body(attempt, response))
+                        return response, attempt.check(response)
                     except TracedLLMError:
                         await response.aclose()
                         raise
-                    return AsyncResponseStream(attempt.engine, response)
-                body = await _read_body(attempt, response)
+                body = await _read_body(attempt, response, MAX_ERROR_BODY)
                 error = status_error(response.status_code, response.headers, body)
                 await asleep(attempt.failed(error, response))
         except BaseException as exc:
@@ -87,20 +110,21 @@ class AsyncResponses:
             raise
 
 
-async def _read_body(attempt: Attempt, response: httpx.Response) -> bytes:
-    """A body that is not an event stream, up to its cap and within the read timeout; closes it."""
+async def _read_body(attempt: Attempt, response: httpx.Response, cap: int) -> bytes:
+    """A body that is not an event stream, up to ``cap`` bytes and within the attempt's time
+    limits (:meth:`~tracedllm._request.Attempt.body_done`); closes the response."""
     body = bytearray()
     started = attempt.clock()
     try:
         async for chunk in response.aiter_bytes():
             body += chunk
-            if attempt.error_body_done(len(body), started):
+            if attempt.body_done(len(body), started, cap):
                 break
     except (httpx.TransportError, httpx.DecodingError):
         pass  # what arrived (or the status alone) still says what happened
     finally:
         await response.aclose()
-    return bytes(body[:MAX_ERROR_BODY])
+    return bytes(body[:cap])
 
 
 class AsyncResponseStreamManager:

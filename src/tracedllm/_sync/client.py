@@ -42,23 +42,48 @@ class Responses:
 
         Returns:
             With ``stream=True``, the stream of typed events (:class:`ResponseStream`);
-            otherwise the final :class:`~tracedllm.models.Response` (consumed internally).
+            otherwise the final :class:`~tracedllm.models.Response`: the request says
+            ``"stream": false`` and the JSON answer is parsed (an event stream is read too,
+            for servers that stream anyway).
         """
         if not isinstance(stream, bool):
             raise TypeError(f"stream must be True or False, got {stream!r}")
-        opened = self._open({"model": model, **params})
         if stream:
-            return opened
-        with opened:
-            return opened.get_final_response()
+            return self._open({"model": model, **params})
+        return self._answer({"model": model, **params})
 
     def stream(self, *, model: str, **params: Any) -> ResponseStreamManager:
         """Like ``create(stream=True)``, as ``with client.responses.stream(...) as s:``."""
         return ResponseStreamManager(self, {"model": model, **params})
 
     def _open(self, params: dict[str, Any]) -> ResponseStream:
+        attempt = self._attempt(params, stream=True)
+        response, is_json = self._send(attempt)
+        if is_json:
+            body = _read_body(attempt, response, MAX_ERROR_BODY)
+            raise attempt.engine.fail(attempt.json_answer(response, body))
+        return ResponseStream(attempt.engine, response)
+
+    def _answer(self, params: dict[str, Any]) -> Response:
+        attempt = self._attempt(params, stream=False)
+        response, is_json = self._send(attempt)
+        if not is_json:  # a server that streams anyway
+            with ResponseStream(attempt.engine, response) as opened:
+                return opened.get_final_response()
+        try:
+            body = _read_body(attempt, response, self._client.config.max_event_bytes)
+        except BaseException as exc:
+            attempt.engine.fail(exc)
+            raise
+        return attempt.engine.receive_json(body)
+
+    def _attempt(self, params: dict[str, Any], *, stream: bool) -> Attempt:
         client = self._client
-        attempt = Attempt(client.config, client.tracer, client.metrics, params)
+        return Attempt(client.config, client.tracer, client.metrics, params, stream=stream)
+
+    def _send(self, attempt: Attempt) -> tuple[httpx.Response, bool]:
+        """Send until a 2xx answer (retrying as the attempt decides); whether its body is JSON."""
+        client = self._client
         try:
             while True:
                 http = client._current_http()
@@ -70,13 +95,11 @@ class Responses:
                     continue
                 if response.is_success:
                     try:
-                        if attempt.check(response):
-                            raise attempt.json_answer(response, _read_body(attempt, response))
+                        return response, attempt.check(response)
                     except TracedLLMError:
                         response.close()
                         raise
-                    return ResponseStream(attempt.engine, response)
-                body = _read_body(attempt, response)
+                body = _read_body(attempt, response, MAX_ERROR_BODY)
                 error = status_error(response.status_code, response.headers, body)
                 sleep(attempt.failed(error, response))
         except BaseException as exc:
@@ -84,20 +107,21 @@ class Responses:
             raise
 
 
-def _read_body(attempt: Attempt, response: httpx.Response) -> bytes:
-    """A body that is not an event stream, up to its cap and within the read timeout; closes it."""
+def _read_body(attempt: Attempt, response: httpx.Response, cap: int) -> bytes:
+    """A body that is not an event stream, up to ``cap`` bytes and within the attempt's time
+    limits (:meth:`~tracedllm._request.Attempt.body_done`); closes the response."""
     body = bytearray()
     started = attempt.clock()
     try:
         for chunk in response.iter_bytes():
             body += chunk
-            if attempt.error_body_done(len(body), started):
+            if attempt.body_done(len(body), started, cap):
                 break
     except (httpx.TransportError, httpx.DecodingError):
         pass  # what arrived (or the status alone) still says what happened
     finally:
         response.close()
-    return bytes(body[:MAX_ERROR_BODY])
+    return bytes(body[:cap])
 
 
 class ResponseStreamManager:
