@@ -125,8 +125,9 @@ async def next_event(runner: Any, stream: Any) -> Any:
     return await stream.__anext__() if runner.is_async else next(stream)
 
 
-async def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> bool:
-    """Poll ``predicate`` (yielding to the event loop) until it holds or ``timeout`` passes."""
+async def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll ``predicate`` (yielding to the event loop) until it holds or ``timeout`` passes
+    (generous: a loaded machine is slow, and a condition that holds returns at once)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -237,8 +237,11 @@ class OTLPReceiver:
             for span in ss.spans
         ]
 
-    def wait_for_spans(self, count: int, timeout: float = 10.0) -> list[ReceivedSpan]:
-        """Wait until at least ``count`` spans arrived (or the timeout passed); return them all."""
+    def wait_for_spans(self, count: int, timeout: float = 60.0) -> list[ReceivedSpan]:
+        """Wait until at least ``count`` spans arrived (or the timeout passed); return them all.
+
+        The timeout is generous: a loaded machine is slow, and a wait that succeeds returns at once.
+        """
         deadline = time.monotonic() + timeout
         with self._cond:
             while len(self._spans_unlocked()) < count and (left := deadline - time.monotonic()) > 0:
@@ -268,8 +271,8 @@ class OTLPReceiver:
             for metric in sm.metrics
         ]
 
-    def wait_for_metrics(self, names: set[str], timeout: float = 10.0) -> dict[str, ReceivedMetric]:
-        """Wait until every metric in ``names`` arrived (or the timeout passed).
+    def wait_for_metrics(self, names: set[str], timeout: float = 60.0) -> dict[str, ReceivedMetric]:
+        """Wait until every metric in ``names`` arrived (or the (generous) timeout passed).
 
         Returns:
             The latest export of each metric received so far, by name.

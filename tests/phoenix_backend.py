@@ -10,8 +10,9 @@ The session fixture ``phoenix`` is self-contained, so the plain test command nee
 3. it stops the server by PID on teardown.
 
 When Phoenix cannot be installed or started, tests using the fixture are skipped with the reason,
-except under ``CI=true``, where that is a failure. Progress is logged (logger
-``tracedllm.tests.phoenix``), never printed.
+except under ``CI=true``, where that is a failure. Progress (each step with its time, and pip's
+``Collecting``/``Installing`` lines while the venv is built) is written to the terminal, past
+pytest's output capture, and logged (logger ``tracedllm.tests.phoenix``).
 
 Loaded by the root ``conftest.py`` (``pytest_plugins``).
 """
@@ -23,17 +24,19 @@ import fcntl
 import json
 import logging
 import os
+import queue
 import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 import pytest
 
@@ -42,6 +45,11 @@ INSTALL_TIMEOUT = 900.0
 HEALTH_TIMEOUT = 90.0
 _MARKER = ".tracedllm-phoenix-ok"
 _log = logging.getLogger("tracedllm.tests.phoenix")
+# pip's lines worth showing while it works (it prints no progress bars to a pipe)
+_PIP_PROGRESS = ("Collecting", "Installing", "Successfully", "ERROR")
+_QUIET_NOTE = 15.0  # seconds without a shown line after which a "still running" line is shown
+
+Say = Callable[[str], None]
 
 # BACKENDS.md §2.2: all five are needed for zero non-loopback traffic.
 CONTAINMENT_ENV = {
@@ -96,11 +104,82 @@ def _tail(path: Path, lines: int = 20) -> str:
     return ""
 
 
-def ensure_phoenix_venv(venv: Path) -> Path:
+def terminal(config: pytest.Config) -> Say:
+    """A function that logs a progress line and writes it to the terminal.
+
+    Pytest captures what fixtures print; like its live logging, this suspends the capture for
+    the line (the capture manager) and writes through the terminal reporter. Without them (as a
+    plain library), the line goes to the process's original stderr.
+    """
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+
+    def say(message: str) -> None:
+        _log.info("%s", message)
+        line = f"[phoenix backend] {message}"
+        if capture is None or reporter is None:
+            print(line, file=sys.__stderr__, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            if getattr(reporter._tw, "width_of_current_line", 0):  # after -q's progress dots
+                reporter.write("\n")
+            reporter.write_line(line)
+            reporter.flush()
+
+    return say
+
+
+def _run_shown(cmd: list[str], log: IO[bytes], say: Say) -> int:
+    """Run ``cmd`` (bounded by `INSTALL_TIMEOUT`), its output to ``log``; return its exit code.
+
+    Its `_PIP_PROGRESS` lines are also said as they come, and after `_QUIET_NOTE` seconds without
+    one, that it is still running.
+
+    Raises:
+        subprocess.TimeoutExpired: If it ran longer than `INSTALL_TIMEOUT` (it is killed).
+    """
+    started = time.monotonic()
+    lines: queue.Queue[bytes | None] = queue.Queue()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+        out = proc.stdout
+        assert out is not None
+
+        def pump() -> None:
+            for raw in out:
+                lines.put(raw)
+            lines.put(None)
+
+        threading.Thread(target=pump, name="pip output", daemon=True).start()
+        shown = started
+        while True:
+            now = time.monotonic()
+            if now - started > INSTALL_TIMEOUT:
+                proc.kill()
+                raise subprocess.TimeoutExpired(cmd, INSTALL_TIMEOUT)
+            try:
+                raw = lines.get(timeout=1.0)
+            except queue.Empty:
+                if now - shown >= _QUIET_NOTE:
+                    say(f"  ... still running ({now - started:.0f} s)")
+                    shown = now
+                continue
+            if raw is None:
+                return proc.wait()
+            log.write(raw)
+            log.flush()
+            text = raw.decode(errors="replace").strip()
+            if text.startswith(_PIP_PROGRESS):
+                text = text.split(" (from ", 1)[0]  # "Collecting x (from y)": who needs it
+                say(f"  {time.monotonic() - started:5.0f} s  {text[:100]}")
+                shown = time.monotonic()
+
+
+def ensure_phoenix_venv(venv: Path, say: Say = _log.info) -> Path:
     """Return the ``phoenix`` executable of ``venv``, creating the venv first if needed.
 
     A marker file written after a successful install tells a complete venv from an interrupted
-    one (which is wiped and rebuilt). A lock file serialises concurrent sessions.
+    one (which is wiped and rebuilt). A lock file serialises concurrent sessions. Each step, and
+    pip's progress, is said through ``say``.
 
     Raises:
         RuntimeError: If the venv cannot be created or the package cannot be installed.
@@ -108,18 +187,27 @@ def ensure_phoenix_venv(venv: Path) -> Path:
     exe = venv / "bin" / "phoenix"
     venv.parent.mkdir(parents=True, exist_ok=True)
     with open(venv.parent / f".{venv.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another session to finish with {venv} (lock {lock.name})")
+            waited = time.monotonic()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            say(f"got the lock after {time.monotonic() - waited:.1f} s")
         marker = venv / _MARKER
         if exe.exists() and marker.exists() and marker.read_text().strip() == PHOENIX_VERSION:
             return exe
         if venv.exists():
-            _log.info("removing incomplete Phoenix venv %s", venv)
+            say(f"removing incomplete Phoenix venv {venv}")
             shutil.rmtree(venv)
         log_path = venv.parent / f"{venv.name}-install.log"
-        _log.info("creating Phoenix venv %s (about a minute; log: %s)", venv, log_path)
+        say(
+            f"first run: installing arize-phoenix=={PHOENIX_VERSION} into {venv}, once "
+            f"(a few minutes; full log: {log_path})"
+        )
         started = time.monotonic()
         base_python = getattr(sys, "_base_executable", None) or sys.executable
-        with open(log_path, "w") as log:
+        with open(log_path, "wb") as log:
             steps = [
                 [base_python, "-m", "venv", str(venv)],
                 [
@@ -131,25 +219,22 @@ def ensure_phoenix_venv(venv: Path) -> Path:
                     f"arize-phoenix=={PHOENIX_VERSION}",
                 ],
             ]
-            for cmd in steps:
+            for step, cmd in zip(("creating the venv", "pip install"), steps, strict=True):
+                say(f"{step} ...")
+                step_started = time.monotonic()
                 try:
-                    rc = subprocess.run(
-                        cmd,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        timeout=INSTALL_TIMEOUT,
-                        check=False,
-                    ).returncode
+                    rc = _run_shown(cmd, log, say)
                 except (OSError, subprocess.TimeoutExpired) as exc:
                     raise RuntimeError(f"{cmd[:3]} failed: {exc!r}") from exc
                 if rc != 0:
                     raise RuntimeError(
                         f"{' '.join(cmd[-2:])} exited {rc}; tail of {log_path}:\n{_tail(log_path)}"
                     )
+                say(f"{step}: done in {time.monotonic() - step_started:.1f} s")
         if not exe.exists():
             raise RuntimeError(f"{exe} missing after install")
         (venv / _MARKER).write_text(PHOENIX_VERSION + "\n")
-        _log.info("Phoenix venv ready in %.1f s", time.monotonic() - started)
+        say(f"Phoenix venv ready in {time.monotonic() - started:.1f} s")
         return exe
 
 
@@ -189,7 +274,9 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
-def start_phoenix(exe: Path, workdir: Path) -> tuple[Phoenix, subprocess.Popen[bytes]]:
+def start_phoenix(
+    exe: Path, workdir: Path, say: Say = _log.info
+) -> tuple[Phoenix, subprocess.Popen[bytes]]:
     """Start ``phoenix serve`` contained on loopback and wait (bounded) for ``/healthz``.
 
     Raises:
@@ -217,7 +304,7 @@ def start_phoenix(exe: Path, workdir: Path) -> tuple[Phoenix, subprocess.Popen[b
             cwd=workdir,
         )
     base = f"http://127.0.0.1:{port}"
-    _log.info("started phoenix pid=%d http=%d grpc=%d log=%s", proc.pid, port, grpc_port, log_path)
+    say(f"started phoenix serve (pid {proc.pid}, log {log_path}); waiting for it to be healthy")
     deadline = time.monotonic() + HEALTH_TIMEOUT
     started = time.monotonic()
     while not _healthy(base + "/healthz"):
@@ -229,7 +316,7 @@ def start_phoenix(exe: Path, workdir: Path) -> tuple[Phoenix, subprocess.Popen[b
                 f"phoenix not healthy after {HEALTH_TIMEOUT:.0f} s:\n{_tail(log_path)}"
             )
         time.sleep(0.2)
-    _log.info("phoenix healthy after %.1f s", time.monotonic() - started)
+    say(f"phoenix healthy after {time.monotonic() - started:.1f} s")
     info = Phoenix(
         base_url=base,
         http_traces_endpoint=f"{base}/v1/traces",
@@ -241,15 +328,18 @@ def start_phoenix(exe: Path, workdir: Path) -> tuple[Phoenix, subprocess.Popen[b
 
 
 @pytest.fixture(scope="session")
-def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
+def phoenix(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[Phoenix]:
     """A running, contained Phoenix server for the whole session (see the module docstring)."""
+    say = terminal(pytestconfig)
     try:
-        exe = ensure_phoenix_venv(venv_dir())
+        exe = ensure_phoenix_venv(venv_dir(), say)
     except (RuntimeError, OSError) as exc:
         _unavailable(f"cannot install arize-phoenix=={PHOENIX_VERSION}: {exc}")
     workdir = tmp_path_factory.mktemp("phoenix")
     try:
-        info, proc = start_phoenix(exe, workdir)
+        info, proc = start_phoenix(exe, workdir, say)
     except (RuntimeError, OSError) as exc:
         _unavailable(f"cannot start phoenix: {exc}")
     try:

@@ -180,7 +180,7 @@ def test_content_length_mode(server: LoopbackServer) -> None:
 
 
 def test_delay_before_status_line(server: LoopbackServer) -> None:
-    server.enqueue(Reply(delay=0.5))
+    server.enqueue(Reply(delay=5))  # far beyond the read timeout; stop() cuts the wait short
     with (
         httpx.Client(timeout=httpx.Timeout(2, read=0.1)) as client,
         pytest.raises(httpx.ReadTimeout),
@@ -328,7 +328,9 @@ def test_stop_is_bounded_with_stalled_and_held_connections() -> None:
         assert wait_for(lambda: srv.open_connections == 3 and len(srv.requests) == 3)
         started = time.monotonic()
         srv.stop()
-        assert time.monotonic() - started < 2
+        # stop() gives up on its thread after 1.5 s; a stop that waited for the delayed reply
+        # would take 30 s. (The connections' state is checked below, not the clock.)
+        assert time.monotonic() - started < 10
         assert srv.open_connections == 0
         with pytest.raises(httpx.RemoteProtocolError):
             next(stalled_pieces)

@@ -7,6 +7,7 @@ a `tracedllm.Client` request against a loopback SSE server, exported over both p
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -71,10 +72,22 @@ def _endpoint(rx: OTLPReceiver, protocol: str) -> str:
     return rx.grpc_endpoint if protocol == "grpc" else rx.http_endpoint
 
 
+# A child's last statement, so that the parent can time its exit alone: the exit hooks, without
+# the interpreter start-up and imports that a loaded machine slows down most. `time.monotonic`
+# reads one system-wide clock (CLOCK_MONOTONIC), the same in the child as in the parent.
+EXIT_MARK = "exit starts at"
+MARK_EXIT = f"print({EXIT_MARK!r}, __import__('time').monotonic(), flush=True)"
+
+
 def run_py(
     code: str, env: dict[str, str] | None = None, timeout: float = 30
 ) -> tuple[subprocess.CompletedProcess[str], float]:
-    """Run ``code`` in a fresh interpreter with a clean ``OTEL_*`` environment; return wall time."""
+    """Run ``code`` in a fresh interpreter with a clean ``OTEL_*`` environment.
+
+    Returns:
+        The process, and the seconds from the `MARK_EXIT` it printed last (else from its start)
+        to its end.
+    """
     full = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), full.get("PYTHONPATH")]))
     full.update(env or {})
@@ -87,7 +100,9 @@ def run_py(
         timeout=timeout,
         check=False,
     )
-    return proc, time.monotonic() - started
+    ended = time.monotonic()
+    marks = [line.split()[-1] for line in proc.stdout.splitlines() if line.startswith(EXIT_MARK)]
+    return proc, ended - (float(marks[-1]) if marks else started)
 
 
 def client_request(tracer_provider: TracerProvider, meter_provider: MeterProvider | None) -> None:
@@ -173,7 +188,7 @@ def test_client_request_exports_span_and_metrics_at_exit(
     receiver: OTLPReceiver, protocol: str
 ) -> None:
     # The default export interval (60 s) never elapses: the metrics arrive from the exit flush.
-    proc, wall = run_py(
+    proc, exit_seconds = run_py(
         textwrap.dedent(
             """
             from opentelemetry import metrics
@@ -186,7 +201,8 @@ def test_client_request_exports_span_and_metrics_at_exit(
             assert configured_meter_provider(configure_tracing()) is meter_provider  # reused
             """
         )
-        + CLIENT_REQUEST,
+        + CLIENT_REQUEST
+        + MARK_EXIT,
         {
             "OTEL_EXPORTER_OTLP_ENDPOINT": _endpoint(receiver, protocol),
             "OTEL_EXPORTER_OTLP_PROTOCOL": protocol,
@@ -205,7 +221,9 @@ def test_client_request_exports_span_and_metrics_at_exit(
     if protocol != "grpc":
         assert [r.path for r in receiver.received] == ["/v1/traces"]
         assert [r.path for r in receiver.received_metrics] == ["/v1/metrics"]
-    assert wall < 5.0
+    # The exit flushes at once (~0.1 s); one that waited for the 60 s interval, or for one of the
+    # SDK's 30 s shutdown timeouts, fails here (or runs into run_py's 30 s timeout).
+    assert exit_seconds < 10, f"the exit took {exit_seconds:.1f} s"
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
@@ -225,7 +243,8 @@ def test_private_meter_provider_exports_periodically_and_shuts_down_with_the_tra
     assert isinstance(meter_provider, MeterProvider)
     assert metrics.get_meter_provider() is global_meter_provider
     client_request(provider, meter_provider)
-    assert_genai_metrics(receiver.wait_for_metrics({DURATION, TOKENS}, timeout=5), "private")
+    # before the shutdown below: so these came from a periodic export
+    assert_genai_metrics(receiver.wait_for_metrics({DURATION, TOKENS}), "private")
     assert receiver.received_metrics[0].headers["x-key"] == "k2"
     reader_thread = meter_provider._tracedllm_reader._daemon_thread  # type: ignore[attr-defined]
     assert reader_thread.is_alive()
@@ -553,10 +572,14 @@ def test_down_collector_never_slows_spans_and_exit_is_bounded(
 ) -> None:
     # "refused": nothing listens. "unresponsive": a socket that is listening but never answers,
     # so every export runs into its timeout. Metrics are recorded too; with a 100 ms interval a
-    # periodic metric export is still hanging when the process exits.
-    proc, wall = run_py(
+    # periodic metric export is still hanging when the process exits. The child counts the
+    # exports that reach the OTLP exporters: those the main thread makes while it creates spans,
+    # and those that start after its body, during the exit.
+    proc, exit_seconds = run_py(
         f"""
-        import socket, sys, time
+        import atexit, json, socket, sys, threading, time
+        exports = {{"on the main thread": 0, "late spans": 0, "late metrics": 0}}
+        atexit.register(lambda: print(json.dumps(exports)))  # registered first: runs last
         if {failure!r} == "refused":
             s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
         else:
@@ -564,8 +587,25 @@ def test_down_collector_never_slows_spans_and_exit_is_bounded(
             port = s.getsockname()[1]
         from opentelemetry import metrics
         from tracedllm.otel import configure_tracing
-        tracer = configure_tracing("down", endpoint=f"http://127.0.0.1:{{port}}",
-                                   protocol={protocol!r}).get_tracer("t")
+        provider = configure_tracing("down", endpoint=f"http://127.0.0.1:{{port}}",
+                                     protocol={protocol!r})
+        body_done = False
+
+        def count(signal, guard):
+            inner, export = guard.inner, guard.inner.export
+            def counted(*args, **kwargs):
+                if body_done:
+                    exports["late " + signal] += 1
+                elif threading.current_thread() is threading.main_thread():
+                    exports["on the main thread"] += 1
+                return export(*args, **kwargs)
+            inner.export = counted
+            return getattr(inner, "_timeout", None) or inner._client._timeout  # gRPC, HTTP
+
+        timeouts = [count("spans", guard) for guard in provider._tracedllm_guards]
+        timeouts.append(count("metrics", provider._tracedllm_meter_provider._tracedllm_guard))
+        print(json.dumps([provider._tracedllm_shutdown_timeout, timeouts]))
+        tracer = provider.get_tracer("t")
         histogram = metrics.get_meter("t").create_histogram("h")
         start = time.monotonic()
         for i in range(2000):
@@ -573,13 +613,27 @@ def test_down_collector_never_slows_spans_and_exit_is_bounded(
                 histogram.record(i, {{"i": i % 10}})
         print(f"{{time.monotonic() - start:.3f}}")
         time.sleep(0.3 if {interval!r} else 0)  # let periodic exports start
+        body_done = True
+        {MARK_EXIT}
         """,
         {"OTEL_METRIC_EXPORT_INTERVAL": interval} if interval else None,
         timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
-    assert float(proc.stdout.strip()) < 1.5, "creating 2,000 spans must not wait for the exporter"
-    assert wall < 5.0, f"process took {wall:.1f} s to exit with the collector down"
+    configured, loop_seconds, _mark, counted = proc.stdout.splitlines()
+    # The documented defaults: 3 s for the shutdown, 2 s per export (the SDK's would be 10 s).
+    assert json.loads(configured) == [3.0, [2.0, 2.0]]
+    exports = json.loads(counted)
+    # Spans are handed to the export thread: the main thread never exports, so it never waits
+    # for the down collector. (Creating them takes ~0.1 s; one wait would take >= 1 s.)
+    assert exports["on the main thread"] == 0
+    assert float(loop_seconds) < 10, "creating 2,000 spans must not wait for the exporter"
+    # At exit the first failed export drops the rest: at most one more per signal starts. (Of
+    # the four batches of 2,000 spans, three would still be sent, each waiting up to 2 s.)
+    assert exports["late spans"] <= 1 and exports["late metrics"] <= 1, exports
+    # So the exit takes ~2 s, at most about 3 + 2 s (otel.py); 15 s is three times that, and an
+    # exit held by one of the SDK's 30 s waits (a join, a flush, a shutdown) fails here.
+    assert exit_seconds < 15, f"the process took {exit_seconds:.1f} s to exit, collector down"
 
 
 def test_shutdown_guard_counts_an_exception_as_a_failed_export() -> None:

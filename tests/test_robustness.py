@@ -166,7 +166,8 @@ async def test_timeout_before_headers_is_retried(
     span_exporter: InMemorySpanExporter,
     fast_backoff: None,
 ) -> None:
-    server.enqueue(Reply(body=ok_body(), delay=1.0), Reply(body=ok_body(), delay=1.0))
+    # each reply comes long after the 0.2 s timeout (stop() cuts the wait short)
+    server.enqueue(Reply(body=ok_body(), delay=10.0), Reply(body=ok_body(), delay=10.0))
     with pytest.raises(APITimeoutError):
         await create(runner, make(timeout=0.2, max_retries=1))
     assert len(server.requests) == 2
@@ -560,7 +561,7 @@ async def test_concurrent_streams(
                     opened += 1
                     if opened == n:
                         all_open.set()
-                    await asyncio.wait_for(all_open.wait(), 20)  # all n streams are open now
+                    await asyncio.wait_for(all_open.wait(), 60)  # all n streams are open now
                     check_final(i, stream, await stream.get_final_response())
 
         try:
@@ -587,7 +588,7 @@ async def test_concurrent_streams(
                         )
                     with manager as stream:
                         assert next(stream).response.id == f"resp_{i}"
-                        barrier.wait(timeout=10)  # every thread holds an open stream here
+                        barrier.wait(timeout=60)  # every thread holds an open stream here
                         check_final(i, stream, stream.get_final_response())
 
         with sync_client, ThreadPoolExecutor(threads) as pool:
