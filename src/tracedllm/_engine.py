@@ -331,7 +331,7 @@ class StreamEngine:
 
     def read_budget(self) -> float | None:
         """Seconds the shell may wait for the next chunk; ``None``: its usual read timeout."""
-        if self.state is State.STREAMING:
+        if self.state is _STREAMING:
             return None
         return max(0.0, self._wait_until - self._clock())
 

@@ -112,11 +112,22 @@ def telemetry_text(text: str, limit: int = MAX_TELEMETRY_TEXT) -> str:
     return encodable(text)
 
 
-def telemetry_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
+def _fine(value: Any) -> bool:
+    """Whether an attribute value needs no fixing (no long or non-ASCII string in it)."""
+    if isinstance(value, str):
+        return value.isascii() and len(value) <= MAX_TELEMETRY_TEXT
+    if isinstance(value, tuple | list):
+        return all(_fine(item) for item in value)
+    return True
+
+
+def telemetry_attributes(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
     """Attributes whose strings (and strings in sequences) are fit for export.
 
     Message content (JSON, cut per text by the content capture) is only made encodable.
     """
+    if all(_fine(value) for value in attributes.values()):
+        return attributes  # the usual case: nothing to fix, nothing copied
     safe: dict[str, Any] | None = None
     for key, value in attributes.items():
         if isinstance(value, str):
@@ -131,4 +142,4 @@ def telemetry_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
             if safe is None:
                 safe = dict(attributes)
             safe[key] = fixed
-    return dict(attributes) if safe is None else safe
+    return attributes if safe is None else safe

@@ -104,20 +104,22 @@ class SSEDecoder:
     def _lines(self, lines: list[bytes]) -> list[bytes]:
         events: list[bytes] = []
         data = self._data
+        size = self._data_size
         for line in lines:
             if not line:
                 if data:
                     events.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data.clear()
-                    self._data_size = 0
+                    size = 0
             elif line.startswith(b"data:"):
                 value = line[6:] if line.startswith(b"data: ") else line[5:]
                 data.append(value)
-                self._data_size += len(value) + 1
+                size += len(value) + 1
             elif line == b"data":
                 data.append(b"")
-                self._data_size += 1
+                size += 1
             # comments (":...") and the event / id / retry fields are not needed
+        self._data_size = size
         if data:  # an event still open: its data so far counts against the limit
-            self._check(self._data_size)
+            self._check(size)
         return events
