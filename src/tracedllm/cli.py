@@ -1,25 +1,110 @@
-"""The ``tracedllm`` command: ``demo`` (no key, no network) and ``replay FILE.sse``."""
+"""The ``tracedllm`` command: ``demo``, ``replay FILE`` and ``check``; see `main` and ``--help``.
+
+Exit status: `EXIT_OK`, `EXIT_STREAM_FAILED`, `EXIT_USAGE`, `EXIT_NOT_A_STREAM` (see `EPILOG`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
-import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
-
-import httpx
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 from . import Client, Response, StreamError, TracedLLMError
+from ._doctor import (
+    check,
+    otlp_target,
+    quiet_exporter_logs,
+    tcp_problem,
+    terminal_width,
+    wrap_row,
+)
+from ._engine import json_error
 from ._loopback import LoopbackServer, Reply, sse_body
+from ._request import OPTION_NAMES
+from ._sse import SSEDecoder
+from ._version import __version__
+from .models import CustomToolCallItem, FunctionCallItem
 from .testing import events_of
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+EXIT_OK: Final = 0
+EXIT_STREAM_FAILED: Final = 1
+"""replay: the stream failed, was incomplete or truncated; demo --live: the request failed;
+check: something it tried did not work."""
+EXIT_USAGE: Final = 2
+"""A usage error, an unreadable file or a missing dependency (as argparse's own usage errors)."""
+EXIT_NOT_A_STREAM: Final = 3
+"""replay: FILE is not a Responses API stream (no events, Chat Completions, a request...)."""
+
+DESCRIPTION = "Stream OpenAI Responses API calls traced with OpenTelemetry, from the terminal."
+EPILOG = """\
+exit status:
+  0  success; for replay, the stream completed
+  1  replay: the stream failed, was incomplete or truncated;
+     demo --live: the request failed; check: something it tried did not work
+  2  usage error, unreadable file, or the OpenTelemetry SDK is missing
+  3  replay: FILE is not a Responses API stream
+
+environment:
+  OTEL_EXPORTER_OTLP_ENDPOINT  also export spans over OTLP, e.g.
+                               http://127.0.0.1:4317 (gRPC); or set
+                               OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+  OTEL_SERVICE_NAME            service.name of the spans (tracedllm-demo)
+  OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+                               true: record prompts and answers on spans
+  OPENAI_API_KEY               for demo --live and check --base-url
+
+Run 'tracedllm COMMAND --help' for the options of a command.
+"""
+DEMO_DESCRIPTION = """\
+Stream a response and print the OpenTelemetry span it produced.
+
+Offline by default: an embedded loopback server streams a canned answer, so
+no API key and no network are needed (the answer is always the same, whatever
+--prompt says). With --live, the request goes to the OpenAI API. Set
+OTEL_EXPORTER_OTLP_ENDPOINT to also export the span to a collector.
+"""
+REPLAY_DESCRIPTION = """\
+Serve a recorded Responses API stream (FILE, e.g. x.sse) from an embedded
+loopback server, read it with the traced client, and print the final response,
+its tool calls and the span.
+
+When FILE has a sibling request (x.request.json beside x.sse), its parameters
+are sent as the request body: the span is named after its model and gets its
+gen_ai.request.* attributes.
+"""
+REPLAY_EPILOG = """\
+exit status:
+  0  the stream completed
+  1  the stream failed, was incomplete or was truncated (the span is printed)
+  2  FILE or --request cannot be read, or the OpenTelemetry SDK is missing
+  3  FILE is not a Responses API stream: no server-sent events, a Chat
+     Completions stream, or a request (.request.json)
+"""
+CHECK_DESCRIPTION = """\
+Tell whether your tracing setup works, on one screen:
+
+  - the global tracer and meter providers (none: spans are dropped);
+  - where spans go: the OTLP endpoint and protocol from the environment, and
+    whether a collector answers there (TCP connect, 0.5 s timeout);
+  - whether content capture is on;
+  - one traced request and its span: against --base-url if given (with
+    $OPENAI_API_KEY if set, never printed), else an embedded loopback server.
+    Without a global SDK provider, the span is then exported to the collector
+    with the exporter the environment configures, and the result shown.
+
+Exit status 0 when everything it tried worked, 1 otherwise.
+"""
 
 DEMO_ANSWER = (
     "OpenTelemetry gives every request a span: a named, timed unit of work with attributes. "
@@ -33,47 +118,55 @@ DEMO_USAGE = {
     "output_tokens_details": {"reasoning_tokens": 0},
     "total_tokens": 90,
 }
+DEMO_PROMPT = "In two sentences: what is an OpenTelemetry span?"
+_SHOWN_CHARS = 300  # of the text and of each tool call's arguments
 
 
 class CommandError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
+    """A user-facing error: printed without a traceback."""
+
+    exit_code = EXIT_USAGE
 
 
-def _providers() -> tuple[TracerProvider, MeterProvider | None, InMemorySpanExporter]:
+class NotAStreamError(CommandError):
+    """replay: the file is not a Responses API stream."""
+
+    exit_code = EXIT_NOT_A_STREAM
+
+
+def _providers(
+    command: str,
+) -> tuple[TracerProvider, MeterProvider | None, InMemorySpanExporter]:
     """A tracer provider that keeps spans in memory for printing, and exports them over OTLP
-    too when ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` is set."""
+    too when ``OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT`` is set and a collector answers there."""
     try:
         from opentelemetry.sdk.trace.export import SimpleSpanProcessor
         from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from .otel import configure_tracing, configured_meter_provider
     except ImportError as exc:
         raise CommandError(
-            "the demo needs the OpenTelemetry SDK: pip install 'tracedllm[otlp]'"
+            f"{command} needs the OpenTelemetry SDK: pip install 'tracedllm[otlp]'"
         ) from exc
-    from .otel import configure_tracing, configured_meter_provider
-
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    if endpoint and not _reachable(endpoint):
-        print(
-            f"warning: no collector answers at {endpoint}; spans will not be exported",
-            file=sys.stderr,
-        )
+    target = otlp_target()
+    export = target is not None
+    if target is not None and (why := tcp_problem(target.endpoint)) is not None:
+        _warn(f"no collector answers at {target.endpoint} ({why}); spans are not exported")
+        quiet_exporter_logs()  # and no exporter is built: nothing to retry, nothing to wait for
+        export = False
     service = os.environ.get("OTEL_SERVICE_NAME") or "tracedllm-demo"
-    provider = configure_tracing(service, otlp=bool(endpoint), set_global=False)
+    try:
+        provider = configure_tracing(service, otlp=export, set_global=False)
+    except (ImportError, ValueError) as exc:  # exporter not installed, unsupported protocol
+        _warn(f"{exc}; spans are not exported")
+        provider = configure_tracing(service, otlp=False, set_global=False)
     exporter = InMemorySpanExporter()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     return provider, configured_meter_provider(provider), exporter
 
 
-def _reachable(endpoint: str) -> bool:
-    url = httpx.URL(endpoint if "://" in endpoint else f"http://{endpoint}")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _stream_text(client: Client, out: TextIO, **params: Any) -> None:
@@ -85,8 +178,12 @@ def _stream_text(client: Client, out: TextIO, **params: Any) -> None:
         out.write("\n\n")
 
 
-def render_span(span: ReadableSpan) -> str:
-    """A readable table of one finished span: name, kind, status, duration, every attribute."""
+def render_span(span: ReadableSpan, width: int | None = None) -> str:
+    """A readable table of one finished span: name, kind, status, duration, every attribute.
+
+    Values are wrapped (between words) to ``width``, by default the terminal's width.
+    """
+    width = width or terminal_width()
     duration = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
     status = span.status.status_code.name
     if span.status.description:
@@ -98,9 +195,11 @@ def render_span(span: ReadableSpan) -> str:
         ("duration", f"{duration:.1f} ms"),
         *((key, _value(value)) for key, value in sorted((span.attributes or {}).items())),
     ]
-    width = max(len(key) for key, _ in rows)
-    lines = [f"{key.ljust(width)}  {value}" for key, value in rows]
-    rule = "-" * max(len(line) for line in lines)
+    indent = max(len(key) for key, _ in rows) + 2
+    lines = [
+        line for key, value in rows for line in wrap_row(key, value, indent=indent, width=width)
+    ]
+    rule = "-" * min(max(len(line) for line in lines), width)
     return "\n".join([rule, *lines, rule])
 
 
@@ -117,15 +216,21 @@ def _print_spans(provider: TracerProvider, exporter: InMemorySpanExporter, out: 
     provider.shutdown()
 
 
-def demo(args: argparse.Namespace, out: TextIO) -> None:
+def demo(args: argparse.Namespace, out: TextIO) -> int:
     """Stream a response and print the span it produced."""
-    provider, meter_provider, exporter = _providers()
+    if args.live and not os.environ.get("OPENAI_API_KEY"):
+        raise CommandError("--live needs OPENAI_API_KEY in the environment")
+    if args.prompt is not None and not args.live:
+        print(
+            "note: without --live the answer is canned; --prompt does not change it",
+            file=sys.stderr,
+        )
+    prompt = DEMO_PROMPT if args.prompt is None else args.prompt
+    provider, meter_provider, exporter = _providers("the demo")
     try:
         if args.live:
-            if not os.environ.get("OPENAI_API_KEY"):
-                raise CommandError("--live needs OPENAI_API_KEY in the environment")
             with Client(tracer_provider=provider, meter_provider=meter_provider) as client:
-                _stream_text(client, out, model=args.model, input=args.prompt)
+                _stream_text(client, out, model=args.model, input=prompt)
         else:
             words = [word + " " for word in DEMO_ANSWER.split(" ")]
             words[-1] = words[-1].rstrip()
@@ -145,18 +250,41 @@ def demo(args: argparse.Namespace, out: TextIO) -> None:
                     api_key="demo", base_url=server.base_url, tracer_provider=provider
                 ) as client,
             ):
-                _stream_text(client, out, model=args.model, input=args.prompt)
+                _stream_text(client, out, model=args.model, input=prompt)
     finally:
         _print_spans(provider, exporter, out)
+    return EXIT_OK
 
 
-def replay(args: argparse.Namespace, out: TextIO) -> None:
-    """Serve a recorded stream over loopback and print its final response and span."""
+# --- replay -----------------------------------------------------------------------------------
+
+
+def replay(args: argparse.Namespace, out: TextIO) -> int:
+    """Serve a recorded stream over loopback; print its final response, tool calls and span."""
+    path = Path(args.file)
     try:
-        body = Path(args.file).read_bytes()
+        body = path.read_bytes()
     except OSError as exc:
-        raise CommandError(f"cannot read {args.file}: {exc.strerror or exc}") from exc
-    provider, _, exporter = _providers()
+        raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    _check_stream(path, body)
+    request = _request_of(path, Path(args.request) if args.request else None)
+    provider, _, exporter = _providers("replay")
+    params: dict[str, Any] = {"input": "(replay)"}
+    model = args.model or "replay"
+    if request is not None:
+        request_path, data = request
+        params = {
+            key: value
+            for key, value in data.items()
+            if key not in OPTION_NAMES and key not in ("model", "stream")
+        }
+        model = args.model or data["model"]
+        shown = ", ".join(sorted(params)) or "no other parameters"
+        for line in wrap_row(
+            "request", f"{request_path.name}: model {data['model']!r}, {shown}", indent=10
+        ):
+            print(line, file=out)
+    status = EXIT_OK
     try:
         with (
             LoopbackServer(default=Reply(body=body)) as server,
@@ -164,50 +292,213 @@ def replay(args: argparse.Namespace, out: TextIO) -> None:
         ):
             final: Response | None
             try:
-                final = client.responses.create(model=args.model, input="(replay)")
+                final = client.responses.create(model=model, **params)
             except StreamError as exc:
-                print(f"stream ended with {type(exc).__name__}: {exc}", file=out)
+                status = EXIT_STREAM_FAILED
+                for line in wrap_row(
+                    "", f"stream ended with {type(exc).__name__}: {exc}", indent=0
+                ):
+                    print(line, file=out)
                 final = exc.response
             if final is not None:
                 _print_response(final, out)
     finally:
         _print_spans(provider, exporter, out)
+    return status
+
+
+def _check_stream(path: Path, body: bytes) -> None:
+    """Raise `NotAStreamError` saying what ``body`` is when it is not a Responses API stream."""
+    whole = _json(body)
+    if path.name.endswith(".request.json") or (
+        isinstance(whole, dict) and isinstance(whole.get("model"), str) and "object" not in whole
+    ):
+        sibling = path.with_name(path.name.removesuffix(".json").removesuffix(".request") + ".sse")
+        hint = f"; replay {sibling}" if sibling.is_file() else ""
+        raise NotAStreamError(f"{path} is a request (.request.json), not a stream{hint}")
+    if isinstance(whole, dict) and whole.get("object") == "response":
+        raise NotAStreamError(
+            f"{path} is a response object (JSON), not a stream: record one with stream=True"
+        )
+    decoder = SSEDecoder()
+    payloads = [*decoder.feed(body), *decoder.flush()]
+    objects = [item for item in map(_json, payloads) if isinstance(item, dict)]
+    if not objects:
+        if json_error(body) is not None:
+            return  # an error object instead of events, as some gateways answer: a failed stream
+        what = "the file is empty" if not body.strip() else "expected 'data: {...}' lines"
+        raise NotAStreamError(f"no server-sent events in {path} ({what})")
+    if any(_is_responses_event(item) for item in objects):
+        return
+    if any(item.get("object") == "chat.completion.chunk" for item in objects):
+        raise NotAStreamError(
+            f"{path} looks like a Chat Completions stream (chat.completion.chunk events), "
+            "not a Responses API stream"
+        )
+    kinds = sorted({str(item.get("type") or item.get("object") or "untyped") for item in objects})
+    shown = ", ".join(kinds[:5]) + (", ..." if len(kinds) > 5 else "")
+    raise NotAStreamError(f"no Responses API events in {path} (events: {shown})")
+
+
+def _json(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except ValueError:  # UnicodeDecodeError included
+        return None
+
+
+def _is_responses_event(item: dict[str, Any]) -> bool:
+    kind = item.get("type")
+    if isinstance(kind, str) and (kind.startswith("response.") or kind == "error"):
+        return True
+    return item.get("object") == "error" or isinstance(item.get("error"), dict)
+
+
+def _request_of(path: Path, given: Path | None) -> tuple[Path, dict[str, Any]] | None:
+    """The request body to replay with: ``given``, else ``path``'s sibling ``.request.json``."""
+    candidate = given or path.with_suffix(".request.json")
+    try:
+        raw = candidate.read_bytes()
+    except OSError as exc:
+        if given is not None:
+            raise CommandError(f"cannot read {given}: {exc.strerror or exc}") from exc
+        return None
+    data = _json(raw)
+    if not isinstance(data, dict) or not isinstance(data.get("model"), str) or not data["model"]:
+        problem = f'{candidate} is not a JSON request body with a "model"'
+        if given is not None:
+            raise CommandError(problem)
+        _warn(f"{problem}; replaying without it")
+        return None
+    return candidate, data
 
 
 def _print_response(final: Response, out: TextIO) -> None:
-    print(f"response  {final.id}  model={final.model}  status={final.status}", file=out)
+    rows = [("response", f"{final.id}  model={final.model}  status={final.status}")]
     if final.usage is not None:
-        print(f"usage     {final.usage.model_dump(exclude_none=True)}", file=out)
-    print(f"output    {[item.type for item in final.output]}", file=out)
+        rows.append(("usage", str(final.usage.model_dump(exclude_none=True))))
+    rows.append(("output", str([item.type for item in final.output])))
+    for item in final.output:
+        if isinstance(item, FunctionCallItem):
+            rows.append(
+                ("tool call", f"{item.name}({_cut(item.arguments)})  call_id={item.call_id}")
+            )
+        elif isinstance(item, CustomToolCallItem):
+            rows.append(("tool call", f"{item.name}({_cut(item.input)!r})  call_id={item.call_id}"))
     text = final.output_text
-    print(f"text      {text[:300]!r}{' ...' if len(text) > 300 else ''}", file=out)
+    rows.append(("text", f"{text[:_SHOWN_CHARS]!r}{' ...' if len(text) > _SHOWN_CHARS else ''}"))
+    for label, value in rows:
+        for line in wrap_row(label, value, indent=10):
+            print(line, file=out)
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + " ..."
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="tracedllm", description=DESCRIPTION, epilog=EPILOG, formatter_class=raw
+    )
+    parser.add_argument("--version", action="version", version=f"tracedllm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    demo_parser = commands.add_parser(
+        "demo",
+        help="stream a response and print its span (offline: no key, no network)",
+        description=DEMO_DESCRIPTION,
+        formatter_class=raw,
+    )
+    demo_parser.add_argument(
+        "--live", action="store_true", help="call the OpenAI API instead (needs OPENAI_API_KEY)"
+    )
+    demo_parser.add_argument(
+        "--model",
+        default="gpt-4.1-mini",
+        help="the model to ask; it names the span (default: %(default)s)",
+    )
+    demo_parser.add_argument(
+        "--prompt",
+        help="what to ask, with --live (offline the answer is canned: the prompt only "
+        "appears on the span, with content capture on)",
+    )
+    demo_parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.03,
+        help="offline: seconds between streamed chunks (default: %(default)s)",
+    )
+    replay_parser = commands.add_parser(
+        "replay",
+        help="replay a recorded .sse stream offline and print its response and span",
+        description=REPLAY_DESCRIPTION,
+        epilog=REPLAY_EPILOG,
+        formatter_class=raw,
+    )
+    replay_parser.add_argument("file", metavar="FILE", help="a recorded Responses API stream")
+    replay_parser.add_argument(
+        "--model", help="the model to request (default: the request's model, else 'replay')"
+    )
+    replay_parser.add_argument(
+        "--request",
+        metavar="JSON",
+        help="the request body to send (default: FILE's sibling .request.json, if any)",
+    )
+    check_parser = commands.add_parser(
+        "check",
+        help="tell whether your tracing setup works",
+        description=CHECK_DESCRIPTION,
+        formatter_class=raw,
+    )
+    check_parser.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="send the test request to this Responses API server, e.g. "
+        "https://api.openai.com/v1 (default: an embedded loopback server)",
+    )
+    check_parser.add_argument(
+        "--model",
+        default="gpt-4.1-mini",
+        help="the model of the test request (default: %(default)s)",
+    )
+    return parser
+
+
+@contextmanager
+def _quiet_library_logs() -> Iterator[None]:
+    """Keep the ``tracedllm`` logger's warnings (e.g. skipped events) off the terminal: the
+    commands report what matters themselves, and the span counts skipped events."""
+    logger = logging.getLogger("tracedllm")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
-    """Entry point of the ``tracedllm`` console script."""
+    """Entry point of the ``tracedllm`` console script; returns the exit status."""
     out = out or sys.stdout
-    parser = argparse.ArgumentParser(prog="tracedllm", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo_parser = commands.add_parser("demo", help="stream a response and print its span")
-    demo_parser.add_argument(
-        "--live", action="store_true", help="call the real API (needs OPENAI_API_KEY)"
-    )
-    demo_parser.add_argument("--model", default="gpt-4.1-mini")
-    demo_parser.add_argument("--prompt", default="In two sentences: what is an OpenTelemetry span?")
-    demo_parser.add_argument("--delay", type=float, default=0.03, help="seconds between chunks")
-    replay_parser = commands.add_parser("replay", help="replay a recorded .sse stream offline")
-    replay_parser.add_argument("file")
-    replay_parser.add_argument("--model", default="replay")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
-        (demo if args.command == "demo" else replay)(args, out)
+        with _quiet_library_logs():
+            if args.command == "demo":
+                return demo(args, out)
+            if args.command == "replay":
+                return replay(args, out)
+            return check(args.base_url, args.model, out)
     except CommandError as exc:
         print(f"tracedllm: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
     except TracedLLMError as exc:
         print(f"tracedllm: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_STREAM_FAILED
     except BrokenPipeError:  # e.g. `tracedllm replay x.sse | head`: not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    return 0
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
