@@ -31,6 +31,7 @@ MAX_TELEMETRY_TEXT: Final = 8192
 _CONTENT_KEYS = frozenset(
     {attr.GEN_AI_INPUT_MESSAGES, attr.GEN_AI_OUTPUT_MESSAGES, attr.GEN_AI_SYSTEM_INSTRUCTIONS}
 )
+_SCALARS = frozenset({int, float, bool})
 _MIN_SECRET = 4  # shorter values would mangle ordinary text; no real credential is that short
 _CREDENTIAL_NAME = re.compile(
     r"key|token|secret|passw|signature|^sig$|^code$|credential|auth", re.IGNORECASE
@@ -114,11 +115,12 @@ def telemetry_text(text: str, limit: int = MAX_TELEMETRY_TEXT) -> str:
 
 def _fine(value: Any) -> bool:
     """Whether an attribute value needs no fixing (no long or non-ASCII string in it)."""
-    if isinstance(value, str):
-        return value.isascii() and len(value) <= MAX_TELEMETRY_TEXT
-    if isinstance(value, tuple | list):
-        return all(_fine(item) for item in value)
-    return True
+    kind = type(value)
+    if kind is str:
+        return bool(value.isascii() and len(value) <= MAX_TELEMETRY_TEXT)
+    if kind is tuple or kind is list:
+        return all(_fine(item) for item in value)  # tuples are short (finish reasons)
+    return kind in _SCALARS or not isinstance(value, str | tuple | list)
 
 
 def telemetry_attributes(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -126,7 +128,10 @@ def telemetry_attributes(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
 
     Message content (JSON, cut per text by the content capture) is only made encodable.
     """
-    if all(_fine(value) for value in attributes.values()):
+    for value in attributes.values():
+        if not _fine(value):
+            break
+    else:
         return attributes  # the usual case: nothing to fix, nothing copied
     safe: dict[str, Any] | None = None
     for key, value in attributes.items():

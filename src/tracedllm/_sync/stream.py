@@ -90,7 +90,7 @@ class ResponseStream:
             engine.receive_eof()
             return
         chunks = self._chunks
-        budget = engine.read_budget()
+        budget = None if engine.state is State.STREAMING else engine.read_budget()
         if budget is not None:
             if self._bounded is None:
                 if engine.state is State.SETTLING and content_encoded(self._response):
