@@ -145,6 +145,7 @@ class StreamEngine:
         "_failing",
         "_first_chunk",
         "_head",
+        "_head_size",
         "_idle_timeout",
         "_last_chunk",
         "_last_event",
@@ -156,6 +157,7 @@ class StreamEngine:
         "_redactor",
         "_started_at",
         "_timed",
+        "_timers",
         "_wait_until",
         "_warned",
         "accumulator",
@@ -187,7 +189,9 @@ class StreamEngine:
         self.events = 0
         self.skipped = 0
         self._decoder = SSEDecoder(max_event_bytes)
-        self._head: bytearray | None = bytearray()
+        self._head: list[bytes] | None = []  # the body's chunks until its first event
+        self._head_size = 0
+        self._timers = deadline_at is not None or idle_timeout is not None
         self._deadline_at = deadline_at
         self._idle_timeout = idle_timeout
         self._redactor = redactor
@@ -216,16 +220,17 @@ class StreamEngine:
         state = self.state
         if state is _STREAMING:
             head = self._head
-            if head is not None:
-                self._keep_head(head, data)
+            if head is not None:  # bounded: a body that is no event stream is not kept whole
+                head.append(data)
+                self._head_size += len(data)
+                if self._head_size > HEAD_BYTES:
+                    self._head = None
             try:
                 self._payloads.extend(self._decoder.feed(data))
             except EventTooLargeError as error:
                 error.response = self.accumulator.partial()
                 self._failed(error, drain=False)
-            if (
-                self._deadline_at is not None or self._idle_timeout is not None
-            ) and self.state is _STREAMING:
+            if self._timers and self.state is _STREAMING:
                 self._check_time()
             return
         if state is State.DONE:
@@ -539,18 +544,11 @@ class StreamEngine:
         error = self._error_body()
         self._failed(error or self._truncated("the stream ended"), drain=False)
 
-    def _keep_head(self, head: bytearray, data: bytes) -> None:
-        """Keep the start of a body that has given no event yet (see :meth:`_error_body`)."""
-        if len(head) + len(data) <= HEAD_BYTES:
-            head += data
-        else:
-            self._head = None
-
     def _error_body(self) -> ResponseFailedError | None:
         """A body that was one JSON error object instead of events (some gateways answer so)."""
         if self.events or not self._head:
             return None
-        return json_error(bytes(self._head))
+        return json_error(b"".join(self._head))
 
     def _check_time(self) -> None:
         """The deadline of the call, and the idle timeout between events."""
