@@ -37,6 +37,7 @@ SUBSTITUTIONS = (
     (r"\bAsyncClient\b", "Client"),
     (r"\baclose_soon\b", "close_soon"),
     (r"\babounded_chunks\b", "bounded_chunks"),
+    (r"\babody_chunks\b", "body_chunks"),
     (r"\banext\(", "next("),
     (r"\basleep\b", "sleep"),
     (r"\baclose\b", "close"),

@@ -26,9 +26,11 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 
 __all__ = [
+    "abody_chunks",
     "abounded_chunks",
     "aclose_soon",
     "asleep",
+    "body_chunks",
     "bounded_chunks",
     "close_soon",
     "content_encoded",
@@ -57,6 +59,23 @@ def _bound_reads(response: httpx.Response, budget: float) -> None:
         **(timeouts if isinstance(timeouts, dict) else {}),
         "read": max(budget, _MIN_READ_TIMEOUT),
     }
+
+
+def abody_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+    """The body's chunks. Not content-encoded (the usual event stream), they are the byte
+    stream's own, without httpx's per-chunk decoding layers; else ``aiter_bytes()``."""
+    stream = response.stream
+    if content_encoded(response) or not isinstance(stream, httpx.AsyncByteStream):
+        return response.aiter_bytes()
+    return stream.__aiter__()
+
+
+def body_chunks(response: httpx.Response) -> Iterator[bytes]:
+    """The sync twin of :func:`abody_chunks`."""
+    stream = response.stream
+    if content_encoded(response) or not isinstance(stream, httpx.SyncByteStream):
+        return response.iter_bytes()
+    return stream.__iter__()
 
 
 def abounded_chunks(response: httpx.Response, budget: float) -> AsyncIterator[bytes]:

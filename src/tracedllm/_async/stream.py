@@ -17,7 +17,7 @@ import httpx
 
 from .. import attributes as attr
 from .._engine import FINISHED, NEED_DATA, State, StreamEngine
-from .._io import abounded_chunks, aclose_soon, content_encoded
+from .._io import abody_chunks, abounded_chunks, aclose_soon, content_encoded
 from ..choices import Choice, ChoiceMapper
 from ..errors import APIConnectionError, APITimeoutError, ContentDecodingError
 from ..events import Event
@@ -43,7 +43,7 @@ class AsyncResponseStream:
     def __init__(self, engine: StreamEngine, response: httpx.Response) -> None:
         self._engine = engine
         self._response = response
-        self._chunks: AsyncIterator[bytes] = response.aiter_bytes()
+        self._chunks: AsyncIterator[bytes] = abody_chunks(response)
         self._bounded: AsyncIterator[bytes] | None = None  # reads within the engine's budget
         self._released = False
 

@@ -18,7 +18,7 @@ import httpx
 
 from .. import attributes as attr
 from .._engine import FINISHED, NEED_DATA, State, StreamEngine
-from .._io import bounded_chunks, close_soon, content_encoded
+from .._io import body_chunks, bounded_chunks, close_soon, content_encoded
 from ..choices import Choice, ChoiceMapper
 from ..errors import APIConnectionError, APITimeoutError, ContentDecodingError
 from ..events import Event
@@ -44,7 +44,7 @@ class ResponseStream:
     def __init__(self, engine: StreamEngine, response: httpx.Response) -> None:
         self._engine = engine
         self._response = response
-        self._chunks: Iterator[bytes] = response.iter_bytes()
+        self._chunks: Iterator[bytes] = body_chunks(response)
         self._bounded: Iterator[bytes] | None = None  # reads within the engine's budget
         self._released = False
 
