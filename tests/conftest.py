@@ -129,6 +129,13 @@ async def make(
         await runner.close(client)
 
 
+@pytest.fixture
+def connect(make: MakeClient) -> MakeClient:
+    """``connect(server, **kwargs)``: a client of the runner's kind for a raw fault server
+    (``tests/fault_servers.py``); closed after the test."""
+    return lambda server, **kwargs: make(**{"base_url": server.base_url, **kwargs})
+
+
 def only_span(exporter: InMemorySpanExporter) -> ReadableSpan:
     """The single finished span; fails if there is not exactly one."""
     spans = exporter.get_finished_spans()

@@ -34,7 +34,7 @@ from opentelemetry.trace import StatusCode
 
 import tracedllm
 import tracedllm._http
-from conftest import MakeClient, Runner, only_span
+from conftest import Runner, only_span
 from fault_servers import Conn, RawRequest, RawServer, comment, sse
 from helpers_faults import MODEL, attrs, completed, create, created, deltas, wait_until
 from tracedllm import (
@@ -87,12 +87,6 @@ def span_seconds(span: ReadableSpan) -> float:
 
 
 Connect = Callable[..., Any]
-
-
-@pytest.fixture
-def connect(make: MakeClient) -> Connect:
-    """``connect(server, **kwargs)``: a client of the runner's kind for a raw server; all closed."""
-    return lambda server, **kwargs: make(**{"base_url": server.base_url, **kwargs})
 
 
 class Peak:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,23 +65,6 @@ def no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 Connect = Callable[..., Any]
-
-
-@pytest.fixture
-async def connect(runner: Runner, tracer_provider: TracerProvider) -> AsyncIterator[Connect]:
-    """``connect(server, **kwargs)``: a client of the runner's kind for a raw server; all closed."""
-    made: list[Any] = []
-
-    def factory(server: RawServer, **kwargs: Any) -> Any:
-        kwargs.setdefault("base_url", server.base_url)
-        kwargs.setdefault("tracer_provider", tracer_provider)
-        client = runner.client(**kwargs)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        await runner.close(client)
 
 
 # --- what tracedllm wrote -------------------------------------------------------------------------
