@@ -196,3 +196,34 @@ async def test_non_streaming_json_error_object(
     server.enqueue(Reply(200, json.dumps(body).encode(), (("content-type", "application/json"),)))
     with pytest.raises(ResponseFailedError, match="boom"):
         await create(runner, make())
+
+
+@pytest.mark.parametrize("provider", ["openai", "azure.ai.openai"])
+async def test_openai_attributes_for_openai_providers(
+    runner: Runner,
+    server: LoopbackServer,
+    make: MakeClient,
+    span_exporter: InMemorySpanExporter,
+    provider: str,
+) -> None:
+    server.enqueue(
+        Reply(body=sse_body([created(), completed_with("completed", service_tier="flex")]))
+    )
+    await create(runner, make(provider_name=provider), service_tier="flex")
+    values = attrs(only_span(span_exporter))
+    assert values["openai.api.type"] == "responses"
+    assert values["openai.request.service_tier"] == "flex"
+    assert values["openai.response.service_tier"] == "flex"
+
+
+async def test_incomplete_output_message_says_length_like_the_span(
+    runner: Runner, server: LoopbackServer, make: MakeClient, span_exporter: InMemorySpanExporter
+) -> None:
+    terminal = completed_with("incomplete", incomplete_details={"reason": "max_output_tokens"})
+    server.enqueue(Reply(body=sse_body([created(), *deltas(["Hel"]), terminal])))
+    with pytest.raises(ResponseIncompleteError):
+        await create(runner, make(capture_content=True))
+    values = attrs(only_span(span_exporter))
+    assert values["gen_ai.response.finish_reasons"] == ("length",)
+    (message,) = json.loads(str(values["gen_ai.output.messages"]))
+    assert message["finish_reason"] == "length"

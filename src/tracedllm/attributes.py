@@ -13,6 +13,8 @@ from typing import Final
 OPERATION_CHAT: Final = "chat"
 API_TYPE_RESPONSES: Final = "responses"
 ERROR_TYPE_OTHER: Final = "_OTHER"
+OPENAI_PROVIDERS: Final = frozenset({"openai", "azure.ai.openai"})
+"""The providers whose spans carry the ``openai.*`` attributes (the conventions' openai.md)."""
 ERROR_TYPE_CANCELLED: Final = "cancelled"
 ERROR_TYPE_TIMEOUT: Final = "timeout"
 ERROR_TYPE_STREAM_TRUNCATED: Final = "stream_truncated"

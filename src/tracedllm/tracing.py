@@ -23,7 +23,7 @@ from . import attributes as attr
 from ._content import CaptureMode
 from ._safety import telemetry_attributes, telemetry_text
 from ._version import __version__
-from .errors import TracedLLMError
+from .errors import ResponseIncompleteError, TracedLLMError
 from .models import CustomToolCallItem, FunctionCallItem, Response
 
 __all__ = ["SpanRecorder", "get_tracer", "request_attributes"]
@@ -69,10 +69,12 @@ def request_attributes(
         attr.GEN_AI_OPERATION_NAME: attr.OPERATION_CHAT,
         attr.GEN_AI_PROVIDER_NAME: provider_name,
         attr.GEN_AI_REQUEST_STREAM: stream,
-        attr.OPENAI_API_TYPE: attr.API_TYPE_RESPONSES,
         attr.SERVER_ADDRESS: server_address,
         attr.SERVER_PORT: server_port,
     }
+    openai = provider_name in attr.OPENAI_PROVIDERS  # openai.* names are for these only
+    if openai:
+        attributes[attr.OPENAI_API_TYPE] = attr.API_TYPE_RESPONSES
     model = params.get("model")
     if isinstance(model, str):
         attributes[attr.GEN_AI_REQUEST_MODEL] = model
@@ -80,7 +82,7 @@ def request_attributes(
     _copy_number(params, "temperature", attributes, attr.GEN_AI_REQUEST_TEMPERATURE, float)
     _copy_number(params, "top_p", attributes, attr.GEN_AI_REQUEST_TOP_P, float)
     tier = params.get("service_tier")
-    if isinstance(tier, str) and tier != "auto":
+    if openai and isinstance(tier, str) and tier != "auto":
         attributes[attr.OPENAI_REQUEST_SERVICE_TIER] = tier
     text = params.get("text")
     fmt = text.get("format") if isinstance(text, Mapping) else None
@@ -139,6 +141,7 @@ class SpanRecorder:
         "_capture",
         "_content",
         "_failed_once",
+        "_openai",
         "ended",
         "recording",
         "span",
@@ -153,6 +156,7 @@ class SpanRecorder:
             self.recording = False
         self.ended = False
         self._failed_once = False
+        self._openai = True
         self._capture = capture if self.recording else CaptureMode.NO_CONTENT
         self._content: dict[str, Any] = {}
         # Attributes learnt while streaming go to the span in one call when it ends (they are
@@ -187,6 +191,7 @@ class SpanRecorder:
             logger.debug("tracedllm could not start a span", exc_info=True)
             span = trace.INVALID_SPAN
         recorder = cls(span, capture)
+        recorder._openai = attributes.get(attr.GEN_AI_PROVIDER_NAME) in attr.OPENAI_PROVIDERS
         if recorder._capture is not CaptureMode.NO_CONTENT and params is not None:
             recorder._record_input(params)
         return recorder
@@ -277,9 +282,10 @@ class SpanRecorder:
             attributes[attr.GEN_AI_RESPONSE_ID] = response.id
         if response.model is not None:
             attributes[attr.GEN_AI_RESPONSE_MODEL] = response.model
-        if response.service_tier is not None and response.service_tier != "auto":
+        tier = response.service_tier
+        if self._openai and tier is not None and tier != "auto":
             # "auto" echoed back by some gateways is the request, not the tier that was used
-            attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = response.service_tier
+            attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = tier
         usage = response.usage
         if usage is not None:
             values = {
@@ -320,7 +326,9 @@ class SpanRecorder:
             if self.recording:
                 self._record_end(error, outcome, attributes)
                 if self._capture is not CaptureMode.NO_CONTENT:
-                    reason = attr.FINISH_ERROR if error is not None else None
+                    # an incomplete answer's message says what the span says ("length"...)
+                    expected = error is None or isinstance(error, ResponseIncompleteError)
+                    reason = None if expected else attr.FINISH_ERROR
                     if response is not None and reason is None:
                         reason = finish_reason(response)
                     self._record_output(response, reason or attr.FINISH_ERROR)
