@@ -769,3 +769,27 @@ def wait_until_sync(predicate: Callable[[], bool], timeout: float = 60.0) -> boo
             return True
         time.sleep(0.01)
     return predicate()
+
+
+async def test_the_deadline_covers_retries(
+    runner: Runner, connect: Any, span_exporter: InMemorySpanExporter
+) -> None:
+    """A retry whose wait would pass the deadline is not made: the error comes at once."""
+
+    def busy(conn: Conn, request: RawRequest) -> None:
+        body = b'{"error": {"message": "busy", "code": "server_error"}}'
+        conn.send(
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+            b"retry-after: 30\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (len(body), body)
+        )
+
+    with RawServer(busy) as server:
+        started = time.monotonic()
+        with pytest.raises(tracedllm.InternalServerError):
+            await create(runner, connect(server, deadline=5.0, max_retries=3))
+        assert time.monotonic() - started < 25  # not the 30 s retry-after
+        assert len(server.requests) == 1
+    span = only_span(span_exporter)
+    assert dict(span.attributes or {})["error.type"] == "503"
+    assert not [event for event in span.events if event.name == "tracedllm.retry"]

@@ -274,8 +274,6 @@ class StreamEngine:
         if self.state is State.SETTLING:
             self._settle()
             return
-        if isinstance(error, APITimeoutError) and error.response is None:
-            error.response = self.accumulator.partial()
         raise self.fail(error)
 
     def fail(self, error: BaseException) -> BaseException:
@@ -319,10 +317,14 @@ class StreamEngine:
         self._timed = False  # no chunks, no time to first chunk
         error = json_error(body)
         if error is None:
-            event = ev.repair_terminal(b'{"type":"response.completed","response":' + body + b"}")
-            if event is not None:
+            try:
+                response: Response | None = Response.model_validate_json(body)
+            except ValidationError:  # odd fields: keep the ones that validate, as for events
+                event = ev.repair_terminal(b'{"type":"response.completed","response":%s}' % body)
+                response = event.response if event is not None else None
+            if response is not None:
                 self.events = 1
-                if self._terminal(event.response, ev.EventKind.COMPLETED):
+                if self._terminal(response, ev.EventKind.COMPLETED):
                     assert self.final is not None
                     return self.final
             else:

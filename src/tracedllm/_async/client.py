@@ -152,7 +152,7 @@ class AsyncResponseStreamManager:
 class AsyncClient(ClientBase[httpx.AsyncClient]):
     """A traced client for the OpenAI Responses API (and any server that speaks it).
 
-    ``client.responses`` is the API; ``aclose()`` (or an ``async with`` block) releases the HTTP
+    ``client.responses`` is the API; ``aclose()`` (or leaving ``async with``) releases the HTTP
     client tracedllm created. One client is safe to share between threads (sync) or tasks of
     one event loop (async). All arguments are keyword-only.
 

@@ -149,7 +149,7 @@ class ResponseStreamManager:
 class Client(ClientBase[httpx.Client]):
     """A traced client for the OpenAI Responses API (and any server that speaks it).
 
-    ``client.responses`` is the API; ``close()`` (or an ``with`` block) releases the HTTP
+    ``client.responses`` is the API; ``close()`` (or leaving ``with``) releases the HTTP
     client tracedllm created. One client is safe to share between threads (sync) or tasks of
     one event loop (async). All arguments are keyword-only.
 
