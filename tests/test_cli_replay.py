@@ -303,7 +303,7 @@ def test_long_error_messages_are_wrapped_to_the_terminal_width(tmp_path: Path) -
     lines = result.stdout.splitlines()
     assert max(len(line) for line in lines) <= 60, "\n".join(lines)
     joined = " ".join(result.stdout.split())
-    assert f"status ERROR (server_error: {message})" in joined
+    assert f"status ERROR ({message})" in joined
     assert f"stream ended with ResponseFailedError: server_error: {message}" in joined
 
 

@@ -284,7 +284,7 @@ async def test_choices_normalized_view(
         (
             "incomplete",
             ResponseIncompleteError,
-            "response stream was incomplete: max_output_tokens",
+            "the response was incomplete: max_output_tokens",
         ),
         ("none", StreamTruncatedError, "the stream ended before any terminal event"),
     ],

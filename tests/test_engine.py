@@ -34,7 +34,7 @@ from tracedllm._engine import (
     StreamEngine,
 )
 from tracedllm._loopback import LoopbackServer, RecordedRequest, Reply, sse_body
-from tracedllm.tracing import SpanRecorder
+from tracedllm.tracing import SpanRecorder, Tracing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,8 @@ class FakeClock:
 def recording_engine(
     provider: TracerProvider, clock: FakeClock
 ) -> tuple[StreamEngine, SpanRecorder]:
-    recorder = SpanRecorder.start(provider.get_tracer("test"), {"gen_ai.request.model": MODEL})
+    tracing = Tracing(provider.get_tracer("test"))
+    recorder = SpanRecorder.start(tracing, {"gen_ai.request.model": MODEL})
     return StreamEngine(recorder, clock=clock), recorder
 
 

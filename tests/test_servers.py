@@ -143,7 +143,7 @@ async def test_reasoning_carried_in_content_parts(
     else:
         choices = list(stream.choices())
     assert ReasoningDelta("Two plus two is four.", "rs_1") in choices
-    assert Reasoning("rs_1", "Two plus two is four.") in choices
+    assert Reasoning("rs_1", "Two plus two is four.", "text") in choices
     output = json.loads(str(attrs(only_span(span_exporter))["gen_ai.output.messages"]))
     assert output[0]["parts"][0] == {"type": "reasoning", "content": "Two plus two is four."}
 

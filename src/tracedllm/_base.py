@@ -9,12 +9,13 @@ from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import httpx
-from opentelemetry import metrics, trace
+from opentelemetry import _logs, metrics, trace
 
+from ._content import MAX_TEXT_LENGTH, ContentMapper
 from .config import DEFAULT_MAX_EVENT_BYTES, ClientConfig
 from .errors import TracedLLMError
 from .metrics import GenAIMetrics
-from .tracing import get_tracer
+from .tracing import Tracing, get_event_logger, get_tracer
 
 __all__ = ["ClientBase"]
 
@@ -44,12 +45,14 @@ class ClientBase(Generic[HttpClientT]):
         provider_name: str | None = None,
         tracer_provider: trace.TracerProvider | None = None,
         meter_provider: metrics.MeterProvider | None = None,
+        logger_provider: _logs.LoggerProvider | None = None,
         http_client: HttpClientT | None = None,
         timeout: float | httpx.Timeout | None = None,
         max_retries: int = 2,
         default_headers: Mapping[str, str] | None = None,
         default_query: Mapping[str, str] | None = None,
         capture_content: bool | str | None = None,
+        max_content_length: int = MAX_TEXT_LENGTH,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         deadline: float | None = None,
         idle_timeout: float | None = None,
@@ -63,11 +66,21 @@ class ClientBase(Generic[HttpClientT]):
             default_headers=default_headers,
             default_query=default_query,
             capture_content=capture_content,
+            max_content_length=max_content_length,
             max_event_bytes=max_event_bytes,
             deadline=deadline,
             idle_timeout=idle_timeout,
         )
-        self.tracer = get_tracer(tracer_provider)
+        config = self.config
+        self.tracing = Tracing(
+            tracer=get_tracer(tracer_provider),
+            capture=config.capture_content,
+            content=ContentMapper(config.max_content_length),
+            event_logger=get_event_logger(logger_provider)
+            if config.capture_content.as_event
+            else None,
+            latest=config.latest_conventions,
+        )
         self.metrics = GenAIMetrics(meter_provider)
         self._owns_http = http_client is None
         self.http: HttpClientT = http_client or self._new_http_client()

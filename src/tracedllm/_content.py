@@ -11,14 +11,13 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import mimetypes
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from ._safety import encodable
 from .models import (
-    CustomToolCallItem,
-    FunctionCallItem,
     MessageItem,
     OutputText,
     ReasoningItem,
@@ -26,7 +25,15 @@ from .models import (
     Response,
 )
 
-__all__ = ["ENV_VAR", "MAX_TEXT_LENGTH", "CaptureMode", "capture_mode"]
+__all__ = [
+    "ENV_VAR",
+    "MAX_TEXT_LENGTH",
+    "CaptureMode",
+    "ContentMapper",
+    "capture_mode",
+    "modality",
+    "tool_definitions",
+]
 
 logger = logging.getLogger("tracedllm")
 
@@ -80,130 +87,267 @@ def capture_mode(value: bool | str | CaptureMode | None) -> CaptureMode:
     return mode
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= MAX_TEXT_LENGTH else text[:MAX_TEXT_LENGTH] + TRUNCATION_MARK
+_MODALITIES = ("image", "audio", "video")
 
 
-def _text(content: Any) -> dict[str, Any]:
-    return {
-        "type": "text",
-        "content": _cut(content if isinstance(content, str) else json.dumps(content)),
-    }
+def modality(mime_type: str | None, default: str = "document") -> str:
+    """The GenAI modality of a MIME type: ``image``, ``audio``, ``video``, else ``default``."""
+    major = (mime_type or "").partition("/")[0]
+    return major if major in _MODALITIES else default
 
 
-def _arguments(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return _cut(raw)
+def _data_url_mime(url: str) -> str | None:
+    """The MIME type of a ``data:`` URL (``data:image/png;base64,...``), if it names one."""
+    header = url[5:].partition(",")[0]
+    mime = header.partition(";")[0]
+    return mime or None
 
 
-def _input_part(part: Any) -> dict[str, Any]:
-    if isinstance(part, str):
-        return _text(part)
-    if not isinstance(part, Mapping):
-        return _text(part)
-    kind = part.get("type")
-    if kind in ("input_text", "output_text", "text"):
-        return _text(part.get("text", ""))
-    if kind == "refusal":
-        return _text(part.get("refusal", ""))
-    if kind == "input_image" and isinstance(part.get("image_url"), str):
-        url = part["image_url"]
-        if url.startswith("data:"):
-            return {"type": "blob", "modality": "image", "content": TRUNCATION_MARK}
-        return {"type": "uri", "modality": "image", "uri": url}
-    if kind in ("input_image", "input_file") and part.get("file_id"):
-        modality = "image" if kind == "input_image" else "file"
-        return {"type": "file", "modality": modality, "file_id": part["file_id"]}
-    return {"type": str(kind or "unknown")}
+def _fields(item: Mapping[str, Any], skip: frozenset[str]) -> dict[str, Any]:
+    return {key: value for key, value in item.items() if key not in skip}
 
 
-def _input_message(item: Any) -> dict[str, Any]:
-    if not isinstance(item, Mapping):
-        return {"role": "user", "parts": [_text(item)]}
-    kind = item.get("type", "message")
-    if kind == "function_call_output":
-        output = item.get("output", "")
-        response = _cut(output) if isinstance(output, str) else output
-        part = {"type": "tool_call_response", "id": item.get("call_id"), "response": response}
-        return {"role": "tool", "parts": [part]}
-    if kind == "function_call":
-        part = {
-            "type": "tool_call",
-            "id": item.get("call_id"),
-            "name": item.get("name"),
-            "arguments": _arguments(str(item.get("arguments", ""))),
-        }
-        return {"role": "assistant", "parts": [part]}
-    if kind == "message" or "role" in item:
-        content = item.get("content", "")
-        parts = [_input_part(p) for p in content] if isinstance(content, list) else [_text(content)]
-        role = item.get("role", "user")
-        return {"role": "system" if role == "developer" else role, "parts": parts}
-    return {"role": "user", "parts": [{"type": str(kind)}]}
+_CLIENT_CALLS = frozenset({"function_call", "custom_tool_call"})
+_CALL_KEYS = frozenset({"type", "id", "status"})
+_RESULT_KEYS = frozenset({"output", "outputs", "results", "result", "error"})
+_NEVER_COPIED = frozenset({"result"})  # image_generation_call: the whole image, base64
+OMITTED = "[omitted]"
+"""What stands for inline data (base64 images, files, audio): never copied into telemetry."""
 
 
-def input_messages(params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``gen_ai.input.messages`` from the request ``input``."""
-    value = params.get("input")
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [{"role": "user", "parts": [_text(value)]}]
-    if isinstance(value, list):
-        return [_input_message(item) for item in value]
-    return [_input_message(value)]
+class ContentMapper:
+    """Maps Responses requests and responses to the GenAI JSON schemas (input messages, output
+    messages, system instructions, tool definitions), each text cut to ``max_length``
+    characters."""
 
+    __slots__ = ("max_length",)
 
-def system_instructions(params: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """``gen_ai.system_instructions`` from the request ``instructions``."""
-    instructions = params.get("instructions")
-    return [_text(instructions)] if isinstance(instructions, str) and instructions else []
+    def __init__(self, max_length: int = MAX_TEXT_LENGTH) -> None:
+        self.max_length = max_length
 
+    def cut(self, text: str) -> str:
+        """``text``, cut to ``max_length`` characters (marked when cut)."""
+        limit = self.max_length
+        return encodable(text if len(text) <= limit else text[:limit] + TRUNCATION_MARK)
 
-def output_messages(response: Response, finish_reason: str) -> list[dict[str, Any]]:
-    """``gen_ai.output.messages``: one assistant message holding every output part."""
-    parts: list[dict[str, Any]] = []
-    for item in response.output:
-        if isinstance(item, MessageItem):
-            for part in item.content:
-                if isinstance(part, OutputText):
-                    parts.append(_text(part.text))
-                elif isinstance(part, Refusal):
-                    parts.append(_text(part.refusal))
-        elif isinstance(item, ReasoningItem):
-            parts += [{"type": "reasoning", "content": _cut(text)} for text in item.texts]
-        elif isinstance(item, FunctionCallItem):
-            parts.append(
-                {
-                    "type": "tool_call",
-                    "id": item.call_id,
-                    "name": item.name,
-                    "arguments": _arguments(item.arguments),
-                }
-            )
-        elif isinstance(item, CustomToolCallItem):
-            parts.append(
-                {
-                    "type": "tool_call",
-                    "id": item.call_id,
-                    "name": item.name,
-                    "arguments": _cut(item.input),
-                }
-            )
+    def _value(self, value: Any) -> Any:
+        """A JSON value with every string in it cut."""
+        if isinstance(value, str):
+            return self.cut(value)
+        if isinstance(value, Mapping):
+            return {key: self._value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._value(item) for item in value]
+        return value
+
+    def _text(self, content: Any) -> dict[str, Any]:
+        text = content if isinstance(content, str) else json.dumps(content)
+        return {"type": "text", "content": self.cut(text)}
+
+    def _arguments(self, raw: str) -> Any:
+        try:
+            return self._value(json.loads(raw))
+        except ValueError:
+            return self.cut(raw)
+
+    def _input_part(self, part: Any) -> dict[str, Any]:
+        if not isinstance(part, Mapping):
+            return self._text(part)
+        kind = part.get("type")
+        if kind in ("input_text", "output_text", "text"):
+            return self._text(part.get("text", ""))
+        if kind == "refusal":
+            return self._text(part.get("refusal", ""))
+        if kind == "input_image":
+            return self._image(part)
+        if kind == "input_file":
+            return self._file(part)
+        if kind == "input_audio":  # {"data": base64, "format": "wav"}
+            audio = part.get("input_audio", part)
+            fmt = audio.get("format") if isinstance(audio, Mapping) else None
+            mime = f"audio/{fmt}" if isinstance(fmt, str) else None
+            return {"type": "blob", "modality": "audio", "mime_type": mime, "content": OMITTED}
+        return {"type": str(kind or "unknown")}
+
+    def _image(self, part: Mapping[str, Any]) -> dict[str, Any]:
+        url = part.get("image_url")
+        if isinstance(url, Mapping):  # Chat Completions: {"image_url": {"url": ...}}
+            url = url.get("url")
+        if isinstance(url, str) and url.startswith("data:"):
+            mime = _data_url_mime(url)
+            return {"type": "blob", "modality": "image", "mime_type": mime, "content": OMITTED}
+        if isinstance(url, str):
+            return {"type": "uri", "modality": "image", "uri": self.cut(url)}
+        if isinstance(part.get("file_id"), str):
+            return {"type": "file", "modality": "image", "file_id": part["file_id"]}
+        return {"type": "input_image"}
+
+    def _file(self, part: Mapping[str, Any]) -> dict[str, Any]:
+        filename = part.get("filename")
+        data = part.get("file_data")
+        mime = _data_url_mime(data) if isinstance(data, str) and data.startswith("data:") else None
+        if mime is None and isinstance(filename, str):
+            mime = mimetypes.guess_type(filename, strict=False)[0]
+        kind = modality(mime)
+        if isinstance(part.get("file_id"), str):
+            return {"type": "file", "modality": kind, "mime_type": mime, "file_id": part["file_id"]}
+        if isinstance(data, str):
+            return {"type": "blob", "modality": kind, "mime_type": mime, "content": OMITTED}
+        if isinstance(part.get("file_url"), str):
+            uri = self.cut(part["file_url"])
+            return {"type": "uri", "modality": kind, "mime_type": mime, "uri": uri}
+        return {"type": "input_file"}
+
+    def _input_message(self, item: Any) -> dict[str, Any]:
+        if not isinstance(item, Mapping):
+            return {"role": "user", "parts": [self._text(item)]}
+        kind = item.get("type", "message")
+        if kind == "message":
+            content = item.get("content", "")
+            if isinstance(content, list):
+                parts = [self._input_part(part) for part in content]
+            else:
+                parts = [self._text(content)]
+            role = item.get("role", "user")
+            return {"role": "system" if role == "developer" else role, "parts": parts}
+        if isinstance(kind, str) and kind.endswith("_call_output"):  # function, custom, ...
+            output = item.get("output", "")
+            part = {
+                "type": "tool_call_response",
+                "id": item.get("call_id"),
+                "response": self._value(output),
+            }
+            return {"role": "tool", "parts": [part]}
+        if kind == "reasoning":
+            parts = [{"type": "reasoning", "content": self.cut(t)} for t in _reasoning_texts(item)]
+            return {"role": "assistant", "parts": parts or [{"type": "reasoning", "content": ""}]}
+        call = self._call_part(item)
+        if call is not None:
+            return {"role": "assistant", "parts": call}
+        role = item.get("role")
+        return {"role": role if isinstance(role, str) else "unknown", "parts": [_generic(item)]}
+
+    def _call_part(self, item: Mapping[str, Any]) -> list[dict[str, Any]] | None:
+        """The parts of a tool call item, or ``None`` for other items.
+
+        A call with a ``call_id`` is the client's to run (functions, custom tools, computer
+        use, shell): a ``tool_call`` part. Other ``*_call`` items ran on the server.
+        """
+        kind = item.get("type")
+        if not isinstance(kind, str) or not kind.endswith("_call"):
+            return None
+        if "call_id" not in item and kind not in _CLIENT_CALLS:
+            return self._server_tool_call(kind, item)
+        if kind == "function_call":
+            arguments = self._arguments(str(item.get("arguments", "")))
+        elif kind == "custom_tool_call":
+            arguments = self.cut(str(item.get("input", "")))
         else:
-            parts.append(
-                {
-                    "type": "server_tool_call",
-                    "id": item.id,
-                    "name": item.type,
-                    "server_tool_call": {"type": item.type},
-                }
-            )
-    return [{"role": "assistant", "parts": parts, "finish_reason": finish_reason}]
+            arguments = self._value(_fields(item, _CALL_KEYS | {"call_id"}))
+        name = item.get("name", kind.removesuffix("_call"))
+        return [
+            {"type": "tool_call", "id": item.get("call_id"), "name": name, "arguments": arguments}
+        ]
+
+    def _server_tool_call(self, kind: str, item: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """A hosted tool's call and, once it ran, its result: ``server_tool_call`` and
+        ``server_tool_call_response`` parts."""
+        name = item.get("name") if kind == "mcp_call" else None
+        call = {
+            "type": "server_tool_call",
+            "id": item.get("id"),
+            "name": name if isinstance(name, str) else kind.removesuffix("_call"),
+            "server_tool_call": {
+                **self._value(_fields(item, _CALL_KEYS | _RESULT_KEYS)),
+                "type": kind,
+            },
+        }
+        results = {key: item[key] for key in _RESULT_KEYS if item.get(key) is not None}
+        if not results:
+            return [call]
+        shown = {k: OMITTED if k in _NEVER_COPIED else self._value(v) for k, v in results.items()}
+        response = {
+            "type": "server_tool_call_response",
+            "id": item.get("id"),
+            "server_tool_call_response": {**shown, "type": kind},
+        }
+        return [call, response]
+
+    def input_messages(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``gen_ai.input.messages`` from the request ``input``."""
+        value = params.get("input")
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [{"role": "user", "parts": [self._text(value)]}]
+        if isinstance(value, list):
+            return [self._input_message(item) for item in value]
+        return [self._input_message(value)]
+
+    def system_instructions(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``gen_ai.system_instructions`` from the request ``instructions``."""
+        instructions = params.get("instructions")
+        if isinstance(instructions, str) and instructions:
+            return [self._text(instructions)]
+        return []
+
+    def output_messages(self, response: Response, finish_reason: str) -> list[dict[str, Any]]:
+        """``gen_ai.output.messages``: one assistant message holding every output part."""
+        parts: list[dict[str, Any]] = []
+        for item in response.output:
+            if isinstance(item, MessageItem):
+                for part in item.content:
+                    if isinstance(part, OutputText):
+                        parts.append(self._text(part.text))
+                    elif isinstance(part, Refusal):
+                        parts.append(self._text(part.refusal))
+            elif isinstance(item, ReasoningItem):
+                parts += [{"type": "reasoning", "content": self.cut(t)} for t in item.texts]
+            else:
+                wire = item.model_dump(mode="json", exclude_none=True)
+                parts += self._call_part(wire) or [_generic(wire)]
+        return [{"role": "assistant", "parts": parts, "finish_reason": finish_reason}]
 
 
-def to_json(value: Any) -> str:
-    """Compact JSON, as span attributes carry structured content."""
-    return encodable(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+def tool_definitions(params: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``gen_ai.tool.definitions`` from the request ``tools``: each tool's type and name (the
+    conventions advise against copying descriptions and parameter schemas by default).
+    Hosted tools have no name of their own: their type names them."""
+    tools = params.get("tools")
+    if not isinstance(tools, list):
+        return []
+    definitions = []
+    for tool in tools:
+        if not isinstance(tool, Mapping) or not isinstance(tool.get("type"), str):
+            continue
+        kind = tool["type"]
+        function = tool.get("function")  # Chat Completions: {"type": "function", "function": {...}}
+        name = tool.get("name") or tool.get("server_label")
+        if name is None and isinstance(function, Mapping):
+            name = function.get("name")
+        definitions.append({"type": kind, "name": name if isinstance(name, str) else kind})
+    return definitions
+
+
+def _generic(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item of a type without a mapping: its type and id, nothing it carries."""
+    part = {"type": str(item.get("type"))}
+    if isinstance(item.get("id"), str):
+        part["id"] = item["id"]
+    return part
+
+
+def _reasoning_texts(item: Mapping[str, Any]) -> list[str]:
+    """The texts of a reasoning item as sent in a request: its summary, else its content."""
+    texts: list[str] = []
+    for key in ("summary", "content"):
+        parts = item.get(key)
+        if isinstance(parts, list):
+            texts = [
+                p["text"]
+                for p in parts
+                if isinstance(p, Mapping) and isinstance(p.get("text"), str)
+            ]
+        if texts:
+            break
+    return texts

@@ -49,6 +49,7 @@ from .errors import (
     APIConnectionError,
     APITimeoutError,
     EventTooLargeError,
+    ResponseCancelledError,
     ResponseFailedError,
     ResponseIncompleteError,
     StreamError,
@@ -56,7 +57,7 @@ from .errors import (
 )
 from .metrics import GenAIMetrics
 from .models import Response
-from .tracing import SpanRecorder, error_type
+from .tracing import SpanRecorder, error_type, service_tier
 
 __all__ = [
     "FINISHED",
@@ -104,7 +105,7 @@ _SETTLING: Final = State.SETTLING
 _DRAINING: Final = State.DRAINING
 
 _DONE_MARKER = b"[DONE]"
-_NOT_COMPLETED = frozenset({"incomplete", "failed"})
+_NOT_COMPLETED = frozenset({"incomplete", "failed", "cancelled"})
 """Statuses of a ``response.completed`` event's response that make it a failure."""
 _KINDS = ev.EVENT_KINDS
 validate_event = ev.validate_event
@@ -151,6 +152,7 @@ class StreamEngine:
         "_last_event",
         "_metric_attributes",
         "_metrics",
+        "_openai",
         "_payloads",
         "_pending",
         "_received_after",
@@ -205,6 +207,9 @@ class StreamEngine:
         self._warned = False
         self._metrics = metrics
         self._metric_attributes = metric_attributes or {}
+        self._openai = (
+            self._metric_attributes.get(attr.GEN_AI_PROVIDER_NAME) in attr.OPENAI_PROVIDERS
+        )
         self._timed = recorder is not None or metrics is not None
         self._clock = clock
         self._started_at = clock()
@@ -594,10 +599,20 @@ class StreamEngine:
         self._last_chunk = now
 
     def _metric_attributes_for(self, response: Response | None) -> dict[str, Any]:
-        model = response.model if response is not None else None
-        if model is None:
+        """The request's metric attributes and what the response adds: its model and (for the
+        OpenAI providers) its service tier."""
+        if response is None:
             return self._metric_attributes
-        return {**self._metric_attributes, attr.GEN_AI_RESPONSE_MODEL: model}
+        model = response.model
+        tier = service_tier(response) if self._openai else None
+        if model is None and tier is None:
+            return self._metric_attributes
+        attributes = dict(self._metric_attributes)
+        if model is not None:
+            attributes[attr.GEN_AI_RESPONSE_MODEL] = model
+        if tier is not None:
+            attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = tier
+        return attributes
 
     def _end(
         self,
@@ -651,6 +666,8 @@ def _terminal_error(response: Response, incomplete: bool) -> StreamError:
     if incomplete:
         details = response.incomplete_details
         return ResponseIncompleteError(details.reason if details else None, response=response)
+    if response.status == "cancelled":
+        return ResponseCancelledError(response=response)
     failure = response.error
     return ResponseFailedError(
         failure.code if failure and failure.code else None,

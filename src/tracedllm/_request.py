@@ -32,7 +32,7 @@ from .errors import (
     UnexpectedContentTypeError,
 )
 from .metrics import GenAIMetrics, metric_attributes
-from .tracing import SpanRecorder, instrumentation_suppressed
+from .tracing import SpanRecorder, Tracing, instrumentation_suppressed
 
 __all__ = ["OPTION_NAMES", "Attempt", "RequestOptions", "connection_error"]
 
@@ -87,7 +87,7 @@ class Attempt:
 
     Args:
         config: the client's configuration.
-        tracer: where the span goes.
+        tracing: where the span goes, and how it is recorded.
         metrics: the GenAI metrics.
         params: the Responses API parameters, per-request options included (taken out).
         stream: what the request asks for (``"stream": true``), and the span records.
@@ -97,7 +97,7 @@ class Attempt:
     def __init__(
         self,
         config: ClientConfig,
-        tracer: trace.Tracer,
+        tracing: Tracing,
         metrics: GenAIMetrics,
         params: dict[str, Any],
         *,
@@ -144,7 +144,7 @@ class Attempt:
             self.engine = StreamEngine(**engine_options)
         else:
             attributes = config.span_attributes(params, stream=stream)
-            recorder = SpanRecorder.start(tracer, attributes, params, config.capture_content)
+            recorder = SpanRecorder.start(tracing, attributes, params)
             self.engine = StreamEngine(
                 recorder, metrics, metric_attributes(attributes), **engine_options
             )

@@ -29,7 +29,12 @@ REDACTED: Final = "[REDACTED]"
 MAX_TELEMETRY_TEXT: Final = 8192
 """Characters kept of any text tracedllm writes to a span, an event or a metric attribute."""
 _CONTENT_KEYS = frozenset(
-    {attr.GEN_AI_INPUT_MESSAGES, attr.GEN_AI_OUTPUT_MESSAGES, attr.GEN_AI_SYSTEM_INSTRUCTIONS}
+    {
+        attr.GEN_AI_INPUT_MESSAGES,
+        attr.GEN_AI_OUTPUT_MESSAGES,
+        attr.GEN_AI_SYSTEM_INSTRUCTIONS,
+        attr.GEN_AI_TOOL_DEFINITIONS,
+    }
 )
 _SCALARS = frozenset({int, float, bool})
 _MIN_SECRET = 4  # shorter values would mangle ordinary text; no real credential is that short

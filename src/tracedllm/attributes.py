@@ -9,6 +9,12 @@ from __future__ import annotations
 
 from typing import Final
 
+SCHEMA_URL: Final = "https://opentelemetry.io/schemas/1.41.1"
+"""The semantic-conventions version tracedllm follows, on its tracer, meter and logger."""
+STABILITY_OPT_IN_ENV: Final = "OTEL_SEMCONV_STABILITY_OPT_IN"
+GEN_AI_LATEST_EXPERIMENTAL: Final = "gen_ai_latest_experimental"
+"""The opt-in value that adds the GenAI names of the conventions' main branch (below)."""
+
 # Values
 OPERATION_CHAT: Final = "chat"
 API_TYPE_RESPONSES: Final = "responses"
@@ -50,11 +56,18 @@ GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tok
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
 
-# Opt-in content (JSON strings on spans; structured in the event body)
+# Opt-in content (JSON strings on spans; structured attributes on the details event)
 GEN_AI_INPUT_MESSAGES: Final = "gen_ai.input.messages"
 GEN_AI_OUTPUT_MESSAGES: Final = "gen_ai.output.messages"
 GEN_AI_SYSTEM_INSTRUCTIONS: Final = "gen_ai.system_instructions"
+GEN_AI_TOOL_DEFINITIONS: Final = "gen_ai.tool.definitions"
 GEN_AI_OPERATION_DETAILS_EVENT: Final = "gen_ai.client.inference.operation.details"
+
+# Names on the GenAI conventions' main branch, not in a release yet: emitted only with
+# OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental, next to the released ones.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID: Final = "gen_ai.request.previous_response.id"
+GEN_AI_REQUEST_REASONING_LEVEL: Final = "gen_ai.request.reasoning.level"
 
 # Metrics
 METRIC_OPERATION_DURATION: Final = "gen_ai.client.operation.duration"

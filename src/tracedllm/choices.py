@@ -47,12 +47,13 @@ class ReasoningDelta:
 
 @dataclass(frozen=True, slots=True)
 class Reasoning:
-    """A finished reasoning item's summary part (or, without a summary, a part of its reasoning
-    ``content``, as vLLM and OpenRouter send), or its encrypted content (after those)."""
+    """A finished reasoning item's summary part (``kind="summary"``), or without a summary a
+    part of its reasoning ``content`` (``"text"``: vLLM, LiteLLM, OpenRouter and DeepSeek send
+    raw reasoning so), or its encrypted content (``"encrypted"``, after those)."""
 
     id: str | None
     content: str
-    kind: Literal["summary", "encrypted"] = "summary"
+    kind: Literal["summary", "text", "encrypted"] = "summary"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,8 +139,9 @@ class ChoiceMapper:
             else:
                 self._held.append(call)
         elif isinstance(item, ReasoningItem):
+            kind: Literal["summary", "text"] = "summary" if item.summary else "text"
             for text in item.texts:
-                yield Reasoning(item.id, text)
+                yield Reasoning(item.id, text, kind)
             if item.encrypted_content is not None:
                 yield Reasoning(item.id, item.encrypted_content, "encrypted")
         elif isinstance(item, MessageItem) and item.id is not None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from ._content import CaptureMode, capture_mode
+from . import attributes as attr
+from ._content import MAX_TEXT_LENGTH, CaptureMode, capture_mode
 from ._safety import Redactor, credential_query_values
 from ._version import __version__
 from .tracing import request_attributes
@@ -67,6 +68,13 @@ def _warn_plain_http(host: str) -> None:
     logger.warning("tracedllm: base_url %s is plain http; requests travel unencrypted", host)
 
 
+def latest_conventions() -> bool:
+    """Whether ``OTEL_SEMCONV_STABILITY_OPT_IN`` (a comma-separated list) opts in to the GenAI
+    names not yet released (``gen_ai_latest_experimental``)."""
+    raw = os.environ.get(attr.STABILITY_OPT_IN_ENV, "")
+    return attr.GEN_AI_LATEST_EXPERIMENTAL in (part.strip().lower() for part in raw.split(","))
+
+
 DEFAULT_MAX_EVENT_BYTES = 64 * 1024 * 1024
 """The largest stream event accepted by default (64 MiB: generous for image data)."""
 
@@ -112,6 +120,8 @@ class ClientConfig:
     max_retries: int
     timeout: httpx.Timeout
     capture_content: CaptureMode
+    max_content_length: int
+    latest_conventions: bool
     max_event_bytes: int
     deadline: float | None
     idle_timeout: float | None
@@ -131,6 +141,7 @@ class ClientConfig:
         default_headers: Mapping[str, str] | None,
         default_query: Mapping[str, str] | None = None,
         capture_content: bool | str | None = None,
+        max_content_length: int = MAX_TEXT_LENGTH,
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         deadline: float | None = None,
         idle_timeout: float | None = None,
@@ -142,6 +153,7 @@ class ClientConfig:
         """
         _check_count("max_retries", max_retries, 0)
         _check_count("max_event_bytes", max_event_bytes, 1)
+        _check_count("max_content_length", max_content_length, 1)
         checked_timeout = check_timeout("timeout", timeout)
         api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         raw_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -184,6 +196,8 @@ class ClientConfig:
             max_retries=max_retries,
             timeout=DEFAULT_TIMEOUT if checked_timeout is None else checked_timeout,
             capture_content=capture_mode(capture_content),
+            max_content_length=max_content_length,
+            latest_conventions=latest_conventions(),
             max_event_bytes=max_event_bytes,
             deadline=None if deadline is None else check_seconds("deadline", deadline),
             idle_timeout=None
@@ -208,4 +222,5 @@ class ClientConfig:
             provider_name=self.provider_name,
             server_address=self.server_address,
             server_port=self.server_port,
+            latest=self.latest_conventions,
         )

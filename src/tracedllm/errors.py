@@ -20,6 +20,7 @@ Hierarchy::
     └── StreamError                    the SSE stream itself ended badly
         ├── ResponseFailedError        `response.failed` or an `error` event
         ├── ResponseIncompleteError    `response.incomplete`
+        ├── ResponseCancelledError     a terminal response with status `cancelled`
         ├── StreamTruncatedError       EOF (or `[DONE]`) before any terminal event
         └── EventTooLargeError         one event larger than `max_event_bytes`
 
@@ -50,6 +51,7 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ResponseCancelledError",
     "ResponseFailedError",
     "ResponseIncompleteError",
     "StreamError",
@@ -238,7 +240,8 @@ class ResponseFailedError(StreamError):
 
 
 class ResponseIncompleteError(StreamError):
-    """The server ended the response early (``response.incomplete``).
+    """The server ended the response early (``response.incomplete``, or a terminal response
+    with status ``incomplete``).
 
     ``response`` holds the partial output and the usage.
 
@@ -248,13 +251,28 @@ class ResponseIncompleteError(StreamError):
 
     def __init__(self, reason: str | None, *, response: Response | None = None) -> None:
         super().__init__(
-            f"response stream was incomplete: {reason or 'unknown reason'}", response=response
+            f"the response was incomplete: {reason or 'unknown reason'}", response=response
         )
         self.reason = reason
 
     @property
     def error_type(self) -> str:
         return self.reason or "incomplete"
+
+
+class ResponseCancelledError(StreamError):
+    """The response was cancelled on the server (``POST /v1/responses/{id}/cancel``, or the
+    provider's own cancellation); its terminal response has status ``cancelled``.
+
+    ``response`` holds what was produced before the cancellation.
+    """
+
+    def __init__(self, *, response: Response | None = None) -> None:
+        super().__init__("the response was cancelled", response=response)
+
+    @property
+    def error_type(self) -> str:
+        return attr.ERROR_TYPE_CANCELLED
 
 
 class StreamTruncatedError(StreamError):

@@ -78,7 +78,10 @@ class GenAIMetrics:
     def __init__(self, meter_provider: metrics.MeterProvider | None = None) -> None:
         self._failed_once = False
         try:
-            self._create(metrics.get_meter("tracedllm", __version__, meter_provider=meter_provider))
+            meter = metrics.get_meter(
+                "tracedllm", __version__, meter_provider=meter_provider, schema_url=attr.SCHEMA_URL
+            )
+            self._create(meter)
         except Exception:  # telemetry never breaks the client
             logger.debug("tracedllm could not create its metrics; they are off", exc_info=True)
             self._create(metrics.NoOpMeter("tracedllm"))

@@ -9,24 +9,32 @@ per span.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import _logs, trace
 from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
-from . import _content
 from . import attributes as attr
-from ._content import CaptureMode
-from ._safety import telemetry_attributes, telemetry_text
+from ._content import CaptureMode, ContentMapper, tool_definitions
+from ._safety import encodable, telemetry_attributes, telemetry_text
 from ._version import __version__
 from .errors import ResponseIncompleteError, TracedLLMError
 from .models import CustomToolCallItem, FunctionCallItem, Response
 
-__all__ = ["SpanRecorder", "get_tracer", "request_attributes"]
+__all__ = [
+    "SpanRecorder",
+    "Tracing",
+    "get_event_logger",
+    "get_tracer",
+    "request_attributes",
+    "service_tier",
+]
 
 logger = logging.getLogger("tracedllm")
 
@@ -45,10 +53,44 @@ def get_tracer(tracer_provider: trace.TracerProvider | None) -> Tracer:
     never breaks the client.
     """
     try:
-        return trace.get_tracer("tracedllm", __version__, tracer_provider=tracer_provider)
+        return trace.get_tracer(
+            "tracedllm", __version__, tracer_provider=tracer_provider, schema_url=attr.SCHEMA_URL
+        )
     except Exception:
         logger.debug("tracedllm could not get a tracer; spans are off", exc_info=True)
         return trace.NoOpTracer()
+
+
+def get_event_logger(logger_provider: _logs.LoggerProvider | None) -> _logs.Logger | None:
+    """The logger content events go to, from the given provider or the global one (``None``
+    if the provider fails: the events are off, the calls are not)."""
+    try:
+        return _logs.get_logger(
+            "tracedllm", __version__, logger_provider=logger_provider, schema_url=attr.SCHEMA_URL
+        )
+    except Exception:
+        logger.debug("tracedllm could not get a logger; content events are off", exc_info=True)
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Tracing:
+    """How a client records spans: its tracer, content capture and naming choices.
+
+    Attributes:
+        tracer: the tracer spans start from.
+        capture: where message content goes (off by default).
+        content: the mapping of content to the GenAI schemas (and its text cut).
+        event_logger: where ``gen_ai.client.inference.operation.details`` events go.
+        latest: also emit the GenAI names not yet released
+            (``OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental``).
+    """
+
+    tracer: Tracer
+    capture: CaptureMode = CaptureMode.NO_CONTENT
+    content: ContentMapper = field(default_factory=ContentMapper)
+    event_logger: _logs.Logger | None = None
+    latest: bool = False
 
 
 def instrumentation_suppressed() -> bool:
@@ -63,8 +105,12 @@ def request_attributes(
     server_address: str,
     server_port: int,
     stream: bool = True,
+    latest: bool = False,
 ) -> dict[str, Any]:
-    """The span-start attributes of a Responses request (all sampling-relevant ones included)."""
+    """The span-start attributes of a Responses request (all sampling-relevant ones included).
+
+    With ``latest``, also the names the GenAI conventions added after their last release.
+    """
     attributes: dict[str, Any] = {
         attr.GEN_AI_OPERATION_NAME: attr.OPERATION_CHAT,
         attr.GEN_AI_PROVIDER_NAME: provider_name,
@@ -94,7 +140,22 @@ def request_attributes(
         conversation = conversation.get("id")
     if isinstance(conversation, str):
         attributes[attr.GEN_AI_CONVERSATION_ID] = conversation
+    if latest:
+        previous = params.get("previous_response_id")
+        if isinstance(previous, str):
+            attributes[attr.GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID] = previous
+        reasoning = params.get("reasoning")
+        effort = reasoning.get("effort") if isinstance(reasoning, Mapping) else None
+        if isinstance(effort, str):
+            attributes[attr.GEN_AI_REQUEST_REASONING_LEVEL] = effort
     return attributes
+
+
+def service_tier(response: Response) -> str | None:
+    """The service tier that served a response; ``auto`` (echoed back by some gateways) is the
+    request, not a tier that was used."""
+    tier = response.service_tier
+    return tier if tier and tier != "auto" else None
 
 
 def _copy_number(
@@ -133,6 +194,18 @@ def error_type(error: BaseException) -> str:
     )
 
 
+def status_description(message: str, kind: str) -> str | None:
+    """The span status description: the error's message without its ``error.type`` (the
+    conventions advise against repeating it there)."""
+    message = message.removeprefix(f"{kind}: ").removesuffix(f": {kind}")
+    return None if message in ("", kind) else message
+
+
+def to_json(value: Any) -> str:
+    """Compact JSON, as span attributes carry structured content."""
+    return encodable(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
 class SpanRecorder:
     """Records one request's span as its stream progresses; ends it exactly once."""
 
@@ -142,12 +215,14 @@ class SpanRecorder:
         "_content",
         "_failed_once",
         "_openai",
+        "_start_attributes",
+        "_tracing",
         "ended",
         "recording",
         "span",
     )
 
-    def __init__(self, span: Span, capture: CaptureMode = CaptureMode.NO_CONTENT) -> None:
+    def __init__(self, span: Span, tracing: Tracing) -> None:
         self.span = span
         try:
             self.recording = span.is_recording()
@@ -157,8 +232,10 @@ class SpanRecorder:
         self.ended = False
         self._failed_once = False
         self._openai = True
-        self._capture = capture if self.recording else CaptureMode.NO_CONTENT
+        self._tracing = tracing
+        self._capture = tracing.capture if self.recording else CaptureMode.NO_CONTENT
         self._content: dict[str, Any] = {}
+        self._start_attributes: Mapping[str, Any] = {}
         # Attributes learnt while streaming go to the span in one call when it ends (they are
         # only exported then): one SDK call instead of one per attribute.
         self._attributes: dict[str, Any] = {}
@@ -166,23 +243,21 @@ class SpanRecorder:
     @classmethod
     def start(
         cls,
-        tracer: Tracer,
+        tracing: Tracing,
         attributes: dict[str, Any],
         params: Mapping[str, Any] | None = None,
-        capture: CaptureMode = CaptureMode.NO_CONTENT,
     ) -> SpanRecorder:
         """Start the CLIENT span ``chat {model}`` (not made current).
 
         Args:
-            tracer: the tracer to use.
+            tracing: the tracer and the recording choices of the client.
             attributes: the span-start attributes (:func:`request_attributes`).
             params: the request parameters, for opt-in content capture.
-            capture: where message content goes (off by default).
         """
         model = attributes.get(attr.GEN_AI_REQUEST_MODEL)
         name = f"{attr.OPERATION_CHAT} {model}" if model else attr.OPERATION_CHAT
         try:
-            span = tracer.start_span(
+            span = tracing.tracer.start_span(
                 telemetry_text(name),
                 kind=SpanKind.CLIENT,
                 attributes=telemetry_attributes(attributes),
@@ -190,22 +265,25 @@ class SpanRecorder:
         except Exception:
             logger.debug("tracedllm could not start a span", exc_info=True)
             span = trace.INVALID_SPAN
-        recorder = cls(span, capture)
+        recorder = cls(span, tracing)
         recorder._openai = attributes.get(attr.GEN_AI_PROVIDER_NAME) in attr.OPENAI_PROVIDERS
+        recorder._start_attributes = attributes
         if recorder._capture is not CaptureMode.NO_CONTENT and params is not None:
             recorder._record_input(params)
         return recorder
 
     def _record_input(self, params: Mapping[str, Any]) -> None:
         try:
+            mapper = self._tracing.content
             content = {
-                attr.GEN_AI_INPUT_MESSAGES: _content.input_messages(params),
-                attr.GEN_AI_SYSTEM_INSTRUCTIONS: _content.system_instructions(params),
+                attr.GEN_AI_INPUT_MESSAGES: mapper.input_messages(params),
+                attr.GEN_AI_SYSTEM_INSTRUCTIONS: mapper.system_instructions(params),
+                attr.GEN_AI_TOOL_DEFINITIONS: tool_definitions(params),
             }
             self._content = {key: value for key, value in content.items() if value}
             if self._capture.on_span:
                 self.span.set_attributes(
-                    {key: _content.to_json(value) for key, value in self._content.items()}
+                    {key: to_json(value) for key, value in self._content.items()}
                 )
         except Exception:
             self._telemetry_failed("capturing input content")
@@ -213,11 +291,10 @@ class SpanRecorder:
     def _record_output(self, response: Response | None, reason: str) -> None:
         try:
             if response is not None:
-                self._content[attr.GEN_AI_OUTPUT_MESSAGES] = _content.output_messages(
-                    response, reason
-                )
+                output_messages = self._tracing.content.output_messages(response, reason)
+                self._content[attr.GEN_AI_OUTPUT_MESSAGES] = output_messages
             if self._capture.on_span and attr.GEN_AI_OUTPUT_MESSAGES in self._content:
-                output = _content.to_json(self._content[attr.GEN_AI_OUTPUT_MESSAGES])
+                output = to_json(self._content[attr.GEN_AI_OUTPUT_MESSAGES])
                 self.span.set_attribute(attr.GEN_AI_OUTPUT_MESSAGES, output)
             if self._capture.as_event:
                 self._emit_event()
@@ -225,17 +302,19 @@ class SpanRecorder:
             self._telemetry_failed("capturing output content")
 
     def _emit_event(self) -> None:
-        attributes = getattr(self.span, "attributes", None) or {}
-        _logs.get_logger("tracedllm", __version__).emit(
+        """The ``gen_ai.client.inference.operation.details`` event: the span's attributes and the
+        content, structured, as event attributes (the conventions' ``events.yaml``)."""
+        event_logger = self._tracing.event_logger
+        if event_logger is None:
+            return
+        attributes = {
+            **telemetry_attributes(self._start_attributes),
+            **telemetry_attributes(self._attributes),
+            **self._content,
+        }
+        event_logger.emit(
             event_name=attr.GEN_AI_OPERATION_DETAILS_EVENT,
-            body=self._content,
-            attributes={
-                k: v
-                for k, v in attributes.items()
-                if not k.startswith("gen_ai.input")
-                and not k.startswith("gen_ai.output")
-                and k != attr.GEN_AI_SYSTEM_INSTRUCTIONS
-            },
+            attributes=attributes,
             context=trace.set_span_in_context(self.span),
         )
 
@@ -282,9 +361,8 @@ class SpanRecorder:
             attributes[attr.GEN_AI_RESPONSE_ID] = response.id
         if response.model is not None:
             attributes[attr.GEN_AI_RESPONSE_MODEL] = response.model
-        tier = response.service_tier
-        if self._openai and tier is not None and tier != "auto":
-            # "auto" echoed back by some gateways is the request, not the tier that was used
+        tier = service_tier(response) if self._openai else None
+        if tier is not None:
             attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = tier
         usage = response.usage
         if usage is not None:
@@ -296,6 +374,8 @@ class SpanRecorder:
                 details = usage.input_tokens_details
                 values[attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = details.cached_tokens
                 values[attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = details.cache_write_tokens
+                if self._tracing.latest:
+                    values[attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = details.cache_write_tokens
             if usage.output_tokens_details is not None:
                 reasoning = usage.output_tokens_details.reasoning_tokens
                 values[attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning
@@ -366,4 +446,4 @@ class SpanRecorder:
                     "exception.stacktrace": telemetry_text(trace_text),
                 },
             )
-        span.set_status(Status(StatusCode.ERROR, message or kind))
+        span.set_status(Status(StatusCode.ERROR, status_description(message, kind)))

@@ -82,7 +82,7 @@ class AsyncResponses:
 
     def _attempt(self, params: dict[str, Any], *, stream: bool) -> Attempt:
         client = self._client
-        return Attempt(client.config, client.tracer, client.metrics, params, stream=stream)
+        return Attempt(client.config, client.tracing, client.metrics, params, stream=stream)
 
     async def _send(self, attempt: Attempt) -> tuple[httpx.Response, bool]:
         """Send until a 2xx answer (retrying as the attempt decides); whether its body is JSON."""
@@ -164,6 +164,8 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
             (``openai`` for api.openai.com and unknown hosts, ``azure.ai.openai`` for Azure...).
         tracer_provider: where spans go; defaults to the global tracer provider.
         meter_provider: where the GenAI metrics go; defaults to the global meter provider.
+        logger_provider: where content events go (``capture_content`` with an event); defaults
+            to the global logger provider.
         http_client: an ``httpx.AsyncClient`` to use; you keep ownership. By default one is
             created, and closed by ``aclose()``.
         timeout: seconds (or an ``httpx.Timeout``); default 5 s to connect, 600 s between bytes.
@@ -176,6 +178,8 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
             for span attributes, ``"EVENT_ONLY"`` / ``"SPAN_AND_EVENT"`` for the
             ``gen_ai.client.inference.operation.details`` log event; ``None`` reads
             ``$OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT``.
+        max_content_length: characters kept of each text in captured content (default 8,192;
+            longer texts end with ``...[truncated]``).
         max_event_bytes: the largest stream event accepted (default 64 MiB); a larger one ends
             the stream with :class:`~tracedllm.EventTooLargeError`.
         deadline: seconds for the whole call (retries, headers and the stream); none by default.
