@@ -1,7 +1,7 @@
 """Generate the sync shells in ``src/tracedllm/_sync`` from the async ones in ``_async``.
 
 The async code is the source (as in httpcore): this script rewrites it with a small table of
-substitutions (``async def`` -> ``def``, ``await`` removed, ``AsyncClient`` -> ``Client``...), then
+substitutions (``async def`` -> ``def``, ``await`` removed, ``AsyncX`` -> ``X``...), then
 formats it with ruff. ``--check`` fails when a generated file differs from what is on disk, so a
 hand edit of ``_sync`` fails CI (``tests/test_tooling.py`` runs it).
 
@@ -30,11 +30,9 @@ SUBSTITUTIONS = (
     (r"\b__aiter__\b", "__iter__"),
     (r"\b__anext__\b", "__next__"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
-    (r"\bAsyncIterator\b", "Iterator"),
-    (r"\bAsyncResponseStreamManager\b", "ResponseStreamManager"),
-    (r"\bAsyncResponseStream\b", "ResponseStream"),
-    (r"\bAsyncResponses\b", "Responses"),
-    (r"\bAsyncClient\b", "Client"),
+    (r"\bAwaitable, ", ""),
+    (r"\bAwaitable\[(\w+)\]", r"\1"),
+    (r"\bAsync([A-Z]\w*)", r"\1"),  # AsyncClient -> Client, AsyncIterator -> Iterator...
     (r"\baclose_soon\b", "close_soon"),
     (r"\babounded_chunks\b", "bounded_chunks"),
     (r"\babody_chunks\b", "body_chunks"),

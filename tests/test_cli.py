@@ -69,11 +69,11 @@ def test_help_is_written_for_a_terminal() -> None:
     result = tracedllm("--help")
     assert result.returncode == 0, result.stderr
     assert "``" not in result.stdout
-    assert "Stream OpenAI Responses API calls traced with OpenTelemetry" in result.stdout
+    assert "Stream OpenAI Responses and Chat Completions calls, traced" in result.stdout
     for command in ("demo", "replay", "check"):
         assert f"    {command} " in result.stdout
     assert "exit status:" in result.stdout
-    assert "3  replay: FILE is not a Responses API stream" in result.stdout
+    assert "3  replay: FILE is not a Responses or Chat Completions stream" in result.stdout
     assert all(len(line) <= 80 for line in result.stdout.splitlines()), result.stdout
 
 

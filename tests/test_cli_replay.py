@@ -13,7 +13,7 @@ import pytest
 
 from conftest import load_manifest, require_corpus
 from test_cli import WITHOUT_SDK, recorded, tracedllm
-from tracedllm.testing import events_of, sse_body
+from tracedllm.testing import chat_stream_of, events_of, sse_body
 
 
 def has_row(out: str, key: str, value: str) -> bool:
@@ -140,16 +140,22 @@ def test_a_request_body_under_another_name_is_not_a_stream(tmp_path: Path) -> No
     assert "is a request (.request.json), not a stream" in result.stderr
 
 
-def test_a_chat_completions_stream_is_named_and_not_replayed(tmp_path: Path) -> None:
+def test_a_chat_completions_stream_is_replayed_as_one(tmp_path: Path) -> None:
     path = tmp_path / "chat.sse"
-    path.write_bytes(chat_completions_body(24))
+    path.write_bytes(chat_stream_of(text=["w0 ", "w1"], completion_id="chatcmpl-1"))
     result = tracedllm("replay", str(path))
-    assert result.returncode == 3
-    assert result.stderr == (
-        f"tracedllm: {path} looks like a Chat Completions stream (chat.completion.chunk events), "
-        "not a Responses API stream\n"
-    )
-    assert "skipped" not in result.stderr and result.stdout == ""
+    assert result.returncode == 0, result.stderr
+    assert "chat      chatcmpl-1  model=gpt-test" in result.stdout
+    assert "'w0 w1'" in result.stdout
+    assert "'chat_completions'" in result.stdout  # openai.api.type on the span
+
+
+def test_a_chat_completions_stream_cut_short_fails(tmp_path: Path) -> None:
+    path = tmp_path / "chat.sse"
+    path.write_bytes(chat_completions_body(24))  # no finish_reason before [DONE]
+    result = tracedllm("replay", str(path))
+    assert result.returncode == 1
+    assert "StreamTruncatedError" in result.stdout
 
 
 def test_events_of_another_protocol_are_listed(tmp_path: Path) -> None:
@@ -159,7 +165,7 @@ def test_events_of_another_protocol_are_listed(tmp_path: Path) -> None:
     result = tracedllm("replay", str(path))
     assert result.returncode == 3
     assert result.stderr == (
-        f"tracedllm: no Responses API events in {path} "
+        f"tracedllm: no Responses API events or Chat Completions chunks in {path} "
         "(events: content_block_delta, message_start, message_stop)\n"
     )
 
@@ -355,11 +361,11 @@ def test_corpus_recordings_exit_as_their_outcome(entry: dict[str, Any] | None) -
     corpus = require_corpus()
     assert entry is not None
     result = tracedllm("replay", str(corpus / entry["file"]))
-    if entry["kind"] == "chat":
-        assert result.returncode == 3
-        assert "looks like a Chat Completions stream" in result.stderr
-        return
     expected = entry["expected"]
+    if entry["kind"] == "chat":
+        assert result.returncode == 0, result.stderr
+        assert f"chat      {expected['response_id']}" in result.stdout
+        return
     assert result.returncode == (0 if expected["status"] == "completed" else 1), result.stderr
     assert result.stderr == ""
     model = entry.get("request_model")

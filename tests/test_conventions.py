@@ -26,6 +26,8 @@ from opentelemetry.trace import StatusCode
 from conftest import MakeClient, Runner, load_manifest, only_span, require_corpus
 from helpers_faults import MODEL, attrs, created, response
 from tracedllm import (
+    ChatCompletion,
+    Response,
     ResponseCancelledError,
     ResponseFailedError,
     StreamError,
@@ -35,7 +37,7 @@ from tracedllm import (
 from tracedllm._content import ContentMapper, tool_definitions
 from tracedllm._loopback import LoopbackServer, Reply, sse_body
 from tracedllm.testing import stream_of
-from tracedllm.tracing import finish_reason
+from tracedllm.tracing import finish_reasons
 
 SCHEMAS = Path(__file__).parent / "data" / "semconv-1.41.1"
 IMAGE = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8).decode()
@@ -458,13 +460,14 @@ def test_recorded_requests_and_answers_map_to_valid_content(entry: dict[str, Any
         validate("input-messages", mapper.input_messages(params))
         jsonschema.validate(mapper.system_instructions(params), schema("system-instructions"))
         jsonschema.validate(tool_definitions(params), schema("tool-definitions"))
+    final: Response | ChatCompletion
     try:
         final = parse_sse((corpus / entry["file"]).read_bytes())
     except StreamError as error:
         if error.response is None:
             return
         final = error.response
-    output = mapper.output_messages(final, finish_reason(final))
+    output = mapper.output_messages(final, finish_reasons(final))
     validate("output-messages", output)
     if final.output_text:
         texts = [part["content"] for part in output[0]["parts"] if part["type"] == "text"]

@@ -353,7 +353,7 @@ async def test_failed_with_a_minimal_response_raises_with_code_and_message(
     assert streamed_text(seen) == exp["streamed_text"]
     error = caught.value
     assert (error.code, error.message) == (exp["error_code"], exp["error_message"])
-    assert error.response is not None
+    assert isinstance(error.response, Response)
     assert (error.response.id, error.response.status) == (exp["response_id"], "failed")
     assert error.response.output_text == exp.get("partial_output_text", "")
     span = only_span(span_exporter)

@@ -47,6 +47,7 @@ from tracedllm import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    Response,
     ResponseFailedError,
     ResponseIncompleteError,
     StreamTruncatedError,
@@ -155,7 +156,7 @@ async def test_response_failed(
         await create(runner, make())
     error = caught.value
     assert (error.code, error.message) == ("server_error", "The model crashed")
-    assert error.response is not None and error.response.status == "failed"
+    assert isinstance(error.response, Response) and error.response.status == "failed"
     assert error.response.output_text == "Hel"  # rebuilt from the stream: terminal output empty
     values = assert_error_span(span_exporter, "server_error", gen_ai__response__id="resp_1")
     assert values[FINISH] == ("error",)

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from conftest import MakeClient, Runner, only_span
 from helpers_faults import attrs
 from tracedllm import (
+    ChatCompletion,
     Choice,
     FinalResponse,
     MessageId,
@@ -106,9 +107,9 @@ def check_request(server: LoopbackServer, entry: dict[str, Any]) -> None:
     assert request.headers["accept"] == ("text/event-stream" if stream else "application/json")
 
 
-def check_final(final: Response | None, expected: dict[str, Any]) -> None:
+def check_final(final: Response | ChatCompletion | None, expected: dict[str, Any]) -> None:
     """The response a user gets (final, or attached to the error) matches the wire."""
-    assert final is not None
+    assert isinstance(final, Response)
     assert (final.id, final.model, final.status) == (
         expected["response_id"],
         expected["response_model"],

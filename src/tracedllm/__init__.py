@@ -1,14 +1,38 @@
-"""tracedllm: a thin, fast streaming client for the OpenAI Responses API, traced with OpenTelemetry.
+"""tracedllm: a thin, fast streaming client for the OpenAI Responses and Chat Completions APIs,
+traced with OpenTelemetry.
 
 Every request is one CLIENT span following the OpenTelemetry GenAI semantic conventions,
 recorded as the stream's terminal events arrive and ended exactly once, whatever happens.
 """
 
-from ._async.client import AsyncClient, AsyncResponses, AsyncResponseStreamManager
-from ._async.stream import AsyncResponseStream
-from ._sync.client import Client, Responses, ResponseStreamManager
-from ._sync.stream import ResponseStream
+from ._async.client import (
+    AsyncChat,
+    AsyncChatCompletions,
+    AsyncChatCompletionStreamManager,
+    AsyncClient,
+    AsyncResponses,
+    AsyncResponseStreamManager,
+)
+from ._async.stream import AsyncChatCompletionStream, AsyncResponseStream
+from ._sync.client import (
+    Chat,
+    ChatCompletions,
+    ChatCompletionStreamManager,
+    Client,
+    Responses,
+    ResponseStreamManager,
+)
+from ._sync.stream import ChatCompletionStream, ResponseStream
 from ._version import __version__
+from .chat import (
+    ChatChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessage,
+    ChatToolCall,
+    ChunkChoice,
+    CompletionUsage,
+)
 from .choices import (
     Choice,
     FinalResponse,
@@ -45,7 +69,7 @@ from .errors import (
 )
 from .events import Event, KnownEvent, UnknownEvent, parse_event
 from .models import Response, Usage
-from .offline import iter_events, parse_sse
+from .offline import iter_chat_chunks, iter_events, parse_chat_sse, parse_sse
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -53,14 +77,29 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncChat",
+    "AsyncChatCompletionStream",
+    "AsyncChatCompletionStreamManager",
+    "AsyncChatCompletions",
     "AsyncClient",
     "AsyncResponseStream",
     "AsyncResponseStreamManager",
     "AsyncResponses",
     "AuthenticationError",
     "BadRequestError",
+    "Chat",
+    "ChatChoice",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatCompletionMessage",
+    "ChatCompletionStream",
+    "ChatCompletionStreamManager",
+    "ChatCompletions",
+    "ChatToolCall",
     "Choice",
+    "ChunkChoice",
     "Client",
+    "CompletionUsage",
     "ConflictError",
     "ContentDecodingError",
     "Event",
@@ -92,7 +131,9 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "iter_chat_chunks",
     "iter_events",
+    "parse_chat_sse",
     "parse_event",
     "parse_sse",
 ]

@@ -56,6 +56,7 @@ class ClientBase(Generic[HttpClientT]):
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         deadline: float | None = None,
         idle_timeout: float | None = None,
+        stream_usage: bool = True,
     ) -> None:
         self.config = ClientConfig.create(
             api_key=api_key,
@@ -70,6 +71,7 @@ class ClientBase(Generic[HttpClientT]):
             max_event_bytes=max_event_bytes,
             deadline=deadline,
             idle_timeout=idle_timeout,
+            stream_usage=stream_usage,
         )
         config = self.config
         self.tracing = Tracing(

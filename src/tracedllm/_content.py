@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._safety import encodable
+from .chat import ChatCompletion, ChatCompletionMessage
 from .models import (
     MessageItem,
     OutputText,
@@ -158,10 +159,12 @@ class ContentMapper:
             return self._text(part.get("text", ""))
         if kind == "refusal":
             return self._text(part.get("refusal", ""))
-        if kind == "input_image":
+        if kind in ("input_image", "image_url"):  # Responses, Chat Completions
             return self._image(part)
         if kind == "input_file":
             return self._file(part)
+        if kind == "file" and isinstance(part.get("file"), Mapping):  # Chat Completions
+            return self._file(part["file"])
         if kind == "input_audio":  # {"data": base64, "format": "wav"}
             audio = part.get("input_audio", part)
             fmt = audio.get("format") if isinstance(audio, Mapping) else None
@@ -291,10 +294,23 @@ class ContentMapper:
             return [self._text(instructions)]
         return []
 
-    def output_messages(self, response: Response, finish_reason: str) -> list[dict[str, Any]]:
-        """``gen_ai.output.messages``: one assistant message holding every output part."""
+    def output_messages(
+        self, answer: Response | ChatCompletion, finish_reasons: tuple[str, ...]
+    ) -> list[dict[str, Any]]:
+        """``gen_ai.output.messages``: for a Responses answer one assistant message holding
+        every output part; for a Chat completion one message per choice. ``finish_reasons``
+        are the span's, one per message."""
+        if isinstance(answer, ChatCompletion):
+            return [
+                {
+                    "role": choice.message.role or "assistant",
+                    "parts": self._chat_parts(choice.message),
+                    "finish_reason": reason,
+                }
+                for choice, reason in zip(answer.choices, finish_reasons, strict=False)
+            ]
         parts: list[dict[str, Any]] = []
-        for item in response.output:
+        for item in answer.output:
             if isinstance(item, MessageItem):
                 for part in item.content:
                     if isinstance(part, OutputText):
@@ -306,7 +322,72 @@ class ContentMapper:
             else:
                 wire = item.model_dump(mode="json", exclude_none=True)
                 parts += self._call_part(wire) or [_generic(wire)]
-        return [{"role": "assistant", "parts": parts, "finish_reason": finish_reason}]
+        return [{"role": "assistant", "parts": parts, "finish_reason": finish_reasons[0]}]
+
+    def _chat_parts(self, message: ChatCompletionMessage) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        if message.reasoning_text:
+            parts.append({"type": "reasoning", "content": self.cut(message.reasoning_text)})
+        if message.content:
+            parts.append(self._text(message.content))
+        if message.refusal:
+            parts.append(self._text(message.refusal))
+        for call in message.tool_calls or ():
+            parts.append(
+                {
+                    "type": "tool_call",
+                    "id": call.id,
+                    "name": call.function.name,
+                    "arguments": self._arguments(call.function.arguments),
+                }
+            )
+        return parts
+
+    # --- Chat Completions requests ---------------------------------------------------------
+
+    def chat_input_messages(self, params: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``gen_ai.input.messages`` from a Chat request's ``messages`` (system messages are
+        part of the chat history there, so they stay in it)."""
+        messages = params.get("messages")
+        if not isinstance(messages, list):
+            return []
+        return [self._chat_message(message) for message in messages]
+
+    def _chat_message(self, message: Any) -> dict[str, Any]:
+        if not isinstance(message, Mapping):
+            return {"role": "user", "parts": [self._text(message)]}
+        role = message.get("role", "user")
+        role = "system" if role == "developer" else str(role)
+        content = message.get("content")
+        if role == "tool":
+            part = {
+                "type": "tool_call_response",
+                "id": message.get("tool_call_id"),
+                "response": self._value(content),
+            }
+            return {"role": "tool", "parts": [part]}
+        parts: list[dict[str, Any]] = []
+        reasoning = message.get("reasoning_content") or message.get("reasoning")
+        if isinstance(reasoning, str) and reasoning:
+            parts.append({"type": "reasoning", "content": self.cut(reasoning)})
+        if isinstance(content, list):
+            parts += [self._input_part(part) for part in content]
+        elif content is not None:
+            parts.append(self._text(content))
+        if isinstance(message.get("refusal"), str):
+            parts.append(self._text(message["refusal"]))
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                parts.append(
+                    {
+                        "type": "tool_call",
+                        "id": call.get("id"),
+                        "name": function.get("name"),
+                        "arguments": self._arguments(str(function.get("arguments", ""))),
+                    }
+                )
+        return {"role": role, "parts": parts}
 
 
 def tool_definitions(params: Mapping[str, Any]) -> list[dict[str, Any]]:

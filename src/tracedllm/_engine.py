@@ -36,7 +36,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 from pydantic import ValidationError
 
@@ -45,6 +45,7 @@ from . import events as ev
 from ._safety import Redactor
 from ._sse import SSEDecoder
 from .accumulator import Accumulator
+from .chat import ChatCompletion
 from .errors import (
     APIConnectionError,
     APITimeoutError,
@@ -57,13 +58,14 @@ from .errors import (
 )
 from .metrics import GenAIMetrics
 from .models import Response
-from .tracing import SpanRecorder, error_type, service_tier
+from .tracing import Answer, SpanRecorder, error_type, service_tier
 
 __all__ = [
     "FINISHED",
     "NEED_DATA",
     "READ_AFTER_TERMINAL",
     "WAIT_AFTER_TERMINAL",
+    "EngineBase",
     "Signal",
     "State",
     "StreamEngine",
@@ -107,6 +109,8 @@ _DRAINING: Final = State.DRAINING
 _DONE_MARKER = b"[DONE]"
 _NOT_COMPLETED = frozenset({"incomplete", "failed", "cancelled"})
 """Statuses of a ``response.completed`` event's response that make it a failure."""
+EventT = TypeVar("EventT")
+ResultT = TypeVar("ResultT", Response, ChatCompletion)
 _KINDS = ev.EVENT_KINDS
 validate_event = ev.validate_event
 _CHUNK_KINDS = frozenset(
@@ -115,8 +119,12 @@ _CHUNK_KINDS = frozenset(
 _REFINING_KINDS = frozenset({ev.EventKind.COMPLETED, ev.EventKind.FAILED, ev.EventKind.INCOMPLETE})
 
 
-class StreamEngine:
-    """The state of one response stream.
+class EngineBase(Generic[EventT, ResultT]):
+    """The state of one stream, whatever its API: input, waits, limits, the span's end.
+
+    A subclass per API (:class:`StreamEngine` for Responses, ``ChatEngine`` in
+    :mod:`tracedllm._chat_engine` for Chat Completions) validates its events, accumulates them
+    and decides when its stream is over.
 
     Args:
         recorder: the span of the request (``None``: nothing is recorded).
@@ -130,7 +138,7 @@ class StreamEngine:
 
     Attributes:
         state: the current :class:`State`.
-        final: the final response, once ``response.completed`` arrived.
+        final: the final result, once the stream completed.
         error: the error the stream ended with, if it failed.
         events: events received (valid JSON objects).
         skipped: events that could not be used: not JSON, or fields that did not validate.
@@ -160,9 +168,9 @@ class StreamEngine:
         "_started_at",
         "_timed",
         "_timers",
+        "_validate",
         "_wait_until",
         "_warned",
-        "accumulator",
         "error",
         "events",
         "final",
@@ -170,6 +178,9 @@ class StreamEngine:
         "skipped",
         "state",
     )
+
+    _validate: Callable[[bytes], EventT]
+    """The event validator of the API (one pydantic-core call per event)."""
 
     def __init__(
         self,
@@ -184,9 +195,8 @@ class StreamEngine:
         redactor: Redactor | None = None,
     ) -> None:
         self.state = State.STREAMING
-        self.accumulator = Accumulator()
         self.recorder = recorder
-        self.final: Response | None = None
+        self.final: ResultT | None = None
         self.error: BaseException | None = None
         self.events = 0
         self.skipped = 0
@@ -233,7 +243,7 @@ class StreamEngine:
             try:
                 self._payloads.extend(self._decoder.feed(data))
             except EventTooLargeError as error:
-                error.response = self.accumulator.partial()
+                error.response = self._partial()
                 self._failed(error, drain=False)
             if self._timers and self.state is _STREAMING:
                 self._check_time()
@@ -287,7 +297,7 @@ class StreamEngine:
             assert self._failing is not None
             error = self._failing
         elif isinstance(error, APITimeoutError) and error.response is None:
-            error.response = self.accumulator.partial()
+            error.response = self._partial()
         if self.state is State.STREAMING or self.state is State.SETTLING:
             self._end(error.response if isinstance(error, StreamError) else None, error=error)
         self.state = State.DONE
@@ -303,10 +313,227 @@ class StreamEngine:
             assert self._failing is not None
             self.fail(self._failing)
         elif self.state is State.STREAMING:
-            self._end(self.accumulator.partial(), outcome=outcome)
+            self._end(self._partial(), outcome=outcome)
             self.state = State.DONE
 
     # --- output ----------------------------------------------------------------------------
+
+    def read_budget(self) -> float | None:
+        """Seconds the shell may wait for the next chunk; ``None``: its usual read timeout."""
+        if self.state is _STREAMING:
+            return None
+        return max(0.0, self._wait_until - self._clock())
+
+    def next_event(self) -> EventT | Signal:
+        """The next event to hand out, :data:`NEED_DATA` or :data:`FINISHED`.
+
+        Raises:
+            StreamError: how the stream ended, if it failed (once; the span has been ended).
+        """
+        while True:
+            state = self.state
+            if state is _STREAMING or state is _SETTLING:
+                payloads = self._payloads
+                if payloads:
+                    data = payloads.popleft()
+                    try:
+                        event: EventT | None = self._validate(data)
+                    except ValidationError:
+                        event = self._invalid(data)
+                    if event is not None:
+                        event = self._handle(event)
+                        if event is not None:
+                            return event
+                elif self._eof:
+                    self._end_of_input()
+                else:
+                    return NEED_DATA
+            elif state is _DRAINING:
+                return NEED_DATA
+            else:
+                pending = self._pending
+                if pending is not None:
+                    self._pending = None
+                    raise pending
+                return FINISHED
+
+    def result(self) -> ResultT:
+        """The final result of a finished stream; raises the error it ended with."""
+        if self.error is not None:
+            raise self.error
+        if self.final is None:
+            raise StreamTruncatedError("the stream has not finished", response=self._partial())
+        return self.final
+
+    @property
+    def snapshot(self) -> ResultT | None:
+        """The result as accumulated so far (the final one once the stream completed)."""
+        return self.final or self._partial()
+
+    # --- what each API decides -------------------------------------------------------------
+
+    def _partial(self) -> ResultT | None:
+        """What arrived so far, for a stream that broke off; ``None`` when nothing did."""
+        raise NotImplementedError
+
+    def _current(self) -> Answer | None:
+        """The answer's metadata known so far (model, service tier), for chunk metrics."""
+        raise NotImplementedError
+
+    def _invalid(self, data: bytes) -> EventT | None:
+        """A payload that did not validate: an event after all (repaired), or nothing."""
+        raise NotImplementedError
+
+    def _handle(self, event: EventT) -> EventT | None:
+        """Process one validated event; returns the event to hand out, if any."""
+        raise NotImplementedError
+
+    def _end_of_input(self) -> None:
+        """The body ended with nothing left to decode."""
+        raise NotImplementedError
+
+    # --- decisions -------------------------------------------------------------------------
+
+    def _settle(self, *, then_drain: bool = False) -> None:
+        """Stop waiting for a refinement: the ``error`` event's failure ends the stream."""
+        assert self._failing is not None
+        self._failed(self._failing, drain=then_drain)
+
+    def _failed(self, error: StreamError | APITimeoutError, *, drain: bool) -> None:
+        """End the span with ``error``; raise it after the drain (or at once)."""
+        self._end(error.response, error=error)
+        self._pending = error
+        if drain and not self._eof:
+            self._drain()
+        else:
+            self.state = State.DONE
+
+    def _drain(self) -> None:
+        if self.state is not State.SETTLING:  # a wait that began at an `error` event goes on
+            self._start_waiting()
+        self.state = State.DRAINING
+        self._payloads.clear()  # what follows the terminal event is not looked at
+
+    def _start_waiting(self) -> None:
+        self._wait_until = self._clock() + WAIT_AFTER_TERMINAL
+        self._received_after = 0
+
+    def _error_body(self) -> ResponseFailedError | None:
+        """A body that was one JSON error object instead of events (some gateways answer so)."""
+        if self.events or not self._head:
+            return None
+        return json_error(b"".join(self._head))
+
+    def _check_time(self) -> None:
+        """The deadline of the call, and the idle timeout between events."""
+        now = self._clock()
+        if self._deadline_at is not None and now >= self._deadline_at:
+            self._timed_out("the deadline passed before the stream ended")
+        elif self._idle_timeout is not None and now - self._last_event >= self._idle_timeout:
+            self._timed_out(f"no stream event for {self._idle_timeout:g} s (idle_timeout)")
+
+    def _timed_out(self, why: str) -> None:
+        self._failed(APITimeoutError(why, response=self._partial()), drain=False)
+
+    def _skip(self, what: str, detail: object) -> None:
+        self.skipped += 1
+        if not self._warned:  # once per stream; the count goes on the span
+            self._warned = True
+            logger.warning("tracedllm skipped " + what, detail)
+
+    _TERMINAL_EVENTS = "any terminal event (response.completed / .failed / .incomplete)"
+    """What a truncated stream's message says it ended before."""
+
+    def _truncated(self, why: str) -> StreamTruncatedError:
+        skipped = f"; {self.skipped} undecodable event(s) skipped" if self.skipped else ""
+        return StreamTruncatedError(
+            f"{why} before {self._TERMINAL_EVENTS}{skipped}", response=self._partial()
+        )
+
+    # --- telemetry -------------------------------------------------------------------------
+
+    def _chunk(self) -> None:
+        """An output chunk arrived: time to first chunk, then the gaps between chunks."""
+        now = self._clock()
+        if self._first_chunk is None:
+            self._first_chunk = now - self._started_at
+            if self.recorder is not None:
+                self.recorder.set(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._first_chunk)
+            if self._metrics is not None:
+                self._chunk_attributes = self._metric_attributes_for(self._current())
+                self._metrics.first_chunk(self._first_chunk, self._chunk_attributes)
+        elif self._metrics is not None:
+            self._metrics.next_chunk(now - self._last_chunk, self._chunk_attributes or {})
+        self._last_chunk = now
+
+    def _metric_attributes_for(self, response: Answer | None) -> dict[str, Any]:
+        """The request's metric attributes and what the response adds: its model and (for the
+        OpenAI providers) its service tier."""
+        if response is None:
+            return self._metric_attributes
+        model = response.model
+        tier = service_tier(response) if self._openai else None
+        if model is None and tier is None:
+            return self._metric_attributes
+        attributes = dict(self._metric_attributes)
+        if model is not None:
+            attributes[attr.GEN_AI_RESPONSE_MODEL] = model
+        if tier is not None:
+            attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = tier
+        return attributes
+
+    def _end(
+        self,
+        response: Response | ChatCompletion | None,
+        *,
+        error: BaseException | None = None,
+        outcome: str | None = None,
+    ) -> None:
+        """End the span and record the metrics, exactly once per stream."""
+        if self._ended:
+            return
+        self._ended = True
+        if error is not None and self._redactor is not None:
+            self._redactor.error(error)
+        self.error = error
+        if self.recorder is not None:
+            extra: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}
+            if self.skipped:
+                extra[attr.TRACEDLLM_STREAM_SKIPPED_EVENTS] = self.skipped
+            if error is not None and not isinstance(error, ResponseIncompleteError):
+                # a finish reason was expected but not received
+                extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
+            self.recorder.end(error, outcome=outcome, attributes=extra, response=response)
+        if self._metrics is not None:
+            self._metrics.finished(
+                self._metric_attributes_for(response or self._current()),
+                duration=self._clock() - self._started_at,
+                error_type=error_type(error) if error is not None else None,
+                usage=response.usage if response is not None else None,
+            )
+
+
+class StreamEngine(EngineBase[ev.Event, Response]):
+    """The engine of a Responses API stream (see the module docstring)."""
+
+    __slots__ = ("accumulator",)
+
+    def __init__(
+        self,
+        recorder: SpanRecorder | None = None,
+        metrics: GenAIMetrics | None = None,
+        metric_attributes: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(recorder, metrics, metric_attributes, **options)
+        self.accumulator = Accumulator()
+        self._validate = validate_event
+
+    def _partial(self) -> Response | None:
+        return self.accumulator.partial()
+
+    def _current(self) -> Response | None:
+        return self.accumulator.response
 
     def receive_json(self, body: bytes) -> Response:
         """A non-streaming answer: the whole response as one JSON object.
@@ -340,62 +567,6 @@ class StreamEngine:
         assert pending is not None
         self._pending = None
         raise pending
-
-    def read_budget(self) -> float | None:
-        """Seconds the shell may wait for the next chunk; ``None``: its usual read timeout."""
-        if self.state is _STREAMING:
-            return None
-        return max(0.0, self._wait_until - self._clock())
-
-    def next_event(self) -> ev.Event | Signal:
-        """The next event to hand out, :data:`NEED_DATA` or :data:`FINISHED`.
-
-        Raises:
-            StreamError: how the stream ended, if it failed (once; the span has been ended).
-        """
-        while True:
-            state = self.state
-            if state is _STREAMING or state is _SETTLING:
-                payloads = self._payloads
-                if payloads:
-                    data = payloads.popleft()
-                    try:
-                        event: ev.Event | None = validate_event(data)
-                    except ValidationError:
-                        event = self._invalid(data)
-                    if event is not None:
-                        event = self._handle(event)
-                        if event is not None:
-                            return event
-                elif self._eof:
-                    self._end_of_input()
-                else:
-                    return NEED_DATA
-            elif state is _DRAINING:
-                return NEED_DATA
-            else:
-                pending = self._pending
-                if pending is not None:
-                    self._pending = None
-                    raise pending
-                return FINISHED
-
-    def result(self) -> Response:
-        """The final response of a finished stream; raises the error it ended with."""
-        if self.error is not None:
-            raise self.error
-        if self.final is None:
-            raise StreamTruncatedError(
-                "the stream has not finished", response=self.accumulator.partial()
-            )
-        return self.final
-
-    @property
-    def snapshot(self) -> Response | None:
-        """The response as accumulated so far (the final one once the stream completed)."""
-        return self.final or self.accumulator.partial()
-
-    # --- decisions -------------------------------------------------------------------------
 
     def _invalid(self, data: bytes) -> ev.Event | None:
         """A payload that is not a valid JSON object: a repairable terminal event, or nothing."""
@@ -490,20 +661,6 @@ class StreamEngine:
         )
         self._failed(error, drain=True)
 
-    def _settle(self, *, then_drain: bool = False) -> None:
-        """Stop waiting for a refinement: the ``error`` event's failure ends the stream."""
-        assert self._failing is not None
-        self._failed(self._failing, drain=then_drain)
-
-    def _failed(self, error: StreamError | APITimeoutError, *, drain: bool) -> None:
-        """End the span with ``error``; raise it after the drain (or at once)."""
-        self._end(error.response, error=error)
-        self._pending = error
-        if drain and not self._eof:
-            self._drain()
-        else:
-            self.state = State.DONE
-
     def _terminal(self, terminal: Response, kind: ev.EventKind) -> bool:
         """A terminal event: whether it completed the response (and is handed out).
 
@@ -533,16 +690,6 @@ class StreamEngine:
         else:
             self._drain()
 
-    def _drain(self) -> None:
-        if self.state is not State.SETTLING:  # a wait that began at an `error` event goes on
-            self._start_waiting()
-        self.state = State.DRAINING
-        self._payloads.clear()  # what follows the terminal event is not looked at
-
-    def _start_waiting(self) -> None:
-        self._wait_until = self._clock() + WAIT_AFTER_TERMINAL
-        self._received_after = 0
-
     def _end_of_input(self) -> None:
         """The body ended with nothing left to decode."""
         if self.state is State.SETTLING:
@@ -550,99 +697,6 @@ class StreamEngine:
             return
         error = self._error_body()
         self._failed(error or self._truncated("the stream ended"), drain=False)
-
-    def _error_body(self) -> ResponseFailedError | None:
-        """A body that was one JSON error object instead of events (some gateways answer so)."""
-        if self.events or not self._head:
-            return None
-        return json_error(b"".join(self._head))
-
-    def _check_time(self) -> None:
-        """The deadline of the call, and the idle timeout between events."""
-        now = self._clock()
-        if self._deadline_at is not None and now >= self._deadline_at:
-            self._timed_out("the deadline passed before the stream ended")
-        elif self._idle_timeout is not None and now - self._last_event >= self._idle_timeout:
-            self._timed_out(f"no stream event for {self._idle_timeout:g} s (idle_timeout)")
-
-    def _timed_out(self, why: str) -> None:
-        self._failed(APITimeoutError(why, response=self.accumulator.partial()), drain=False)
-
-    def _skip(self, what: str, detail: object) -> None:
-        self.skipped += 1
-        if not self._warned:  # once per stream; the count goes on the span
-            self._warned = True
-            logger.warning("tracedllm skipped " + what, detail)
-
-    def _truncated(self, why: str) -> StreamTruncatedError:
-        skipped = f"; {self.skipped} undecodable event(s) skipped" if self.skipped else ""
-        return StreamTruncatedError(
-            f"{why} before any terminal event (response.completed / .failed / .incomplete)"
-            f"{skipped}",
-            response=self.accumulator.partial(),
-        )
-
-    # --- telemetry -------------------------------------------------------------------------
-
-    def _chunk(self) -> None:
-        """An output chunk arrived: time to first chunk, then the gaps between chunks."""
-        now = self._clock()
-        if self._first_chunk is None:
-            self._first_chunk = now - self._started_at
-            if self.recorder is not None:
-                self.recorder.set(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._first_chunk)
-            if self._metrics is not None:
-                self._chunk_attributes = self._metric_attributes_for(self.accumulator.response)
-                self._metrics.first_chunk(self._first_chunk, self._chunk_attributes)
-        elif self._metrics is not None:
-            self._metrics.next_chunk(now - self._last_chunk, self._chunk_attributes or {})
-        self._last_chunk = now
-
-    def _metric_attributes_for(self, response: Response | None) -> dict[str, Any]:
-        """The request's metric attributes and what the response adds: its model and (for the
-        OpenAI providers) its service tier."""
-        if response is None:
-            return self._metric_attributes
-        model = response.model
-        tier = service_tier(response) if self._openai else None
-        if model is None and tier is None:
-            return self._metric_attributes
-        attributes = dict(self._metric_attributes)
-        if model is not None:
-            attributes[attr.GEN_AI_RESPONSE_MODEL] = model
-        if tier is not None:
-            attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = tier
-        return attributes
-
-    def _end(
-        self,
-        response: Response | None,
-        *,
-        error: BaseException | None = None,
-        outcome: str | None = None,
-    ) -> None:
-        """End the span and record the metrics, exactly once per stream."""
-        if self._ended:
-            return
-        self._ended = True
-        if error is not None and self._redactor is not None:
-            self._redactor.error(error)
-        self.error = error
-        if self.recorder is not None:
-            extra: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}
-            if self.skipped:
-                extra[attr.TRACEDLLM_STREAM_SKIPPED_EVENTS] = self.skipped
-            if error is not None and not isinstance(error, ResponseIncompleteError):
-                # a finish reason was expected but not received
-                extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
-            self.recorder.end(error, outcome=outcome, attributes=extra, response=response)
-        if self._metrics is not None:
-            self._metrics.finished(
-                self._metric_attributes_for(response or self.accumulator.response),
-                duration=self._clock() - self._started_at,
-                error_type=error_type(error) if error is not None else None,
-                usage=response.usage if response is not None else None,
-            )
 
 
 def json_error(body: bytes) -> ResponseFailedError | None:

@@ -18,6 +18,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from . import attributes as attr
+from ._chat_engine import ChatEngine
 from ._engine import StreamEngine, json_error
 from ._http import MAX_ERROR_BODY, is_event_stream, retry_delay
 from ._safety import credential_query_values
@@ -89,8 +90,9 @@ class Attempt:
         config: the client's configuration.
         tracing: where the span goes, and how it is recorded.
         metrics: the GenAI metrics.
-        params: the Responses API parameters, per-request options included (taken out).
+        params: the API parameters, per-request options included (taken out).
         stream: what the request asks for (``"stream": true``), and the span records.
+        chat: a Chat Completions request (``POST /chat/completions``); else Responses.
         clock: seconds, monotonic (the engine's clock too).
     """
 
@@ -102,15 +104,18 @@ class Attempt:
         params: dict[str, Any],
         *,
         stream: bool = True,
+        chat: bool = False,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         options = RequestOptions.take(params)
+        endpoint = "chat/completions" if chat else "responses"
         model = params.get("model")
         if not isinstance(model, str) or not model:
-            raise TypeError("responses.create() needs model=<a non-empty string>")
+            call = "chat.completions" if chat else "responses"
+            raise TypeError(f"{call}.create() needs model=<a non-empty string>")
         self.config = config
-        self.url = config.url("responses", options.extra_query)
-        self.shown_url = f"{config.base_url}/responses"
+        self.url = config.url(endpoint, options.extra_query)
+        self.shown_url = f"{config.base_url}/{endpoint}"
         """The URL for messages: without query string or credentials."""
         self.headers = config.headers
         if options.extra_headers or not stream:
@@ -119,7 +124,14 @@ class Attempt:
                 **({} if stream else {"accept": "application/json"}),
                 **{name.lower(): value for name, value in options.extra_headers.items()},
             }
-        self.body = json.dumps({**params, **options.extra_body, "stream": stream}).encode()
+        body = {**params, **options.extra_body, "stream": stream}
+        self.added_stream_options = (
+            chat and stream and config.stream_usage and "stream_options" not in body
+        )
+        """Whether tracedllm asked for the usage chunk (``stream_options.include_usage``)."""
+        if self.added_stream_options:
+            body["stream_options"] = {"include_usage": True}
+        self.body = json.dumps(body).encode()
         self._timeout = options.timeout
         deadline = options.deadline or config.deadline
         self.idle_timeout = options.idle_timeout or config.idle_timeout
@@ -140,12 +152,16 @@ class Attempt:
             "deadline_at": self.deadline_at,
             "idle_timeout": self.idle_timeout,
         }
+        if chat:
+            choices = body.get("n")
+            engine_options["choices"] = choices if isinstance(choices, int) and choices > 0 else 1
+        engine_type: type[StreamEngine | ChatEngine] = ChatEngine if chat else StreamEngine
         if instrumentation_suppressed():
-            self.engine = StreamEngine(**engine_options)
+            self.engine = engine_type(**engine_options)
         else:
-            attributes = config.span_attributes(params, stream=stream)
-            recorder = SpanRecorder.start(tracing, attributes, params)
-            self.engine = StreamEngine(
+            attributes = config.span_attributes(params, stream=stream, chat=chat)
+            recorder = SpanRecorder.start(tracing, attributes, params, chat=chat)
+            self.engine = engine_type(
                 recorder, metrics, metric_attributes(attributes), **engine_options
             )
         self.retries = 0
@@ -231,6 +247,12 @@ class Attempt:
     def failed(self, error: APIError, response: httpx.Response | None = None) -> float:
         """Decide about a failed attempt: the delay before the next one, or raise ``error``."""
         status = response.status_code if response is not None else None
+        if self.added_stream_options and status in (400, 422):
+            error.args = (
+                f"{error} (tracedllm added stream_options={{'include_usage': true}} to get the "
+                "token usage; if this server rejects it, create the client with "
+                "stream_usage=False)",
+            )
         code = error.code if isinstance(error, APIStatusError) else None
         delay = None
         if self.retries < self.config.max_retries:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from . import Client, Response, StreamError, TracedLLMError
+from . import ChatCompletion, Client, Response, StreamError, TracedLLMError
 from ._doctor import (
     check,
     otlp_target,
@@ -30,7 +30,7 @@ from ._request import OPTION_NAMES
 from ._sse import SSEDecoder
 from ._version import __version__
 from .models import CustomToolCallItem, FunctionCallItem
-from .testing import events_of
+from .testing import chat_chunks_of, events_of
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.metrics import MeterProvider
@@ -44,16 +44,16 @@ check: something it tried did not work."""
 EXIT_USAGE: Final = 2
 """A usage error, an unreadable file or a missing dependency (as argparse's own usage errors)."""
 EXIT_NOT_A_STREAM: Final = 3
-"""replay: FILE is not a Responses API stream (no events, Chat Completions, a request...)."""
+"""replay: FILE is not a Responses or Chat Completions stream (no events, a request...)."""
 
-DESCRIPTION = "Stream OpenAI Responses API calls traced with OpenTelemetry, from the terminal."
+DESCRIPTION = "Stream OpenAI Responses and Chat Completions calls, traced with OpenTelemetry."
 EPILOG = """\
 exit status:
   0  success; for replay, the stream completed
   1  replay: the stream failed, was incomplete or truncated;
      demo --live: the request failed; check: something it tried did not work
   2  usage error, unreadable file, or the OpenTelemetry SDK is missing
-  3  replay: FILE is not a Responses API stream
+  3  replay: FILE is not a Responses or Chat Completions stream
 
 environment:
   OTEL_EXPORTER_OTLP_ENDPOINT  also export spans over OTLP, e.g.
@@ -169,13 +169,22 @@ def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _stream_text(client: Client, out: TextIO, **params: Any) -> None:
-    with client.responses.stream(**params) as stream:
-        for event in stream:
-            if event.type == "response.output_text.delta":
-                out.write(event.delta)
-                out.flush()
-        out.write("\n\n")
+def _stream_text(client: Client, out: TextIO, *, chat: bool, prompt: str, model: str) -> None:
+    if chat:
+        messages = [{"role": "user", "content": prompt}]
+        with client.chat.completions.stream(model=model, messages=messages) as chunks:
+            for chunk in chunks:
+                for choice in chunk.choices:
+                    if choice.delta.content:
+                        out.write(choice.delta.content)
+                        out.flush()
+    else:
+        with client.responses.stream(model=model, input=prompt) as events:
+            for event in events:
+                if event.type == "response.output_text.delta":
+                    out.write(event.delta)
+                    out.flush()
+    out.write("\n\n")
 
 
 def render_span(span: ReadableSpan, width: int | None = None) -> str:
@@ -227,22 +236,37 @@ def demo(args: argparse.Namespace, out: TextIO) -> int:
         )
     prompt = DEMO_PROMPT if args.prompt is None else args.prompt
     provider, meter_provider, exporter = _providers("the demo")
+    chat = args.api == "chat"
     try:
         if args.live:
             with Client(tracer_provider=provider, meter_provider=meter_provider) as client:
-                _stream_text(client, out, model=args.model, input=prompt)
+                _stream_text(client, out, chat=chat, prompt=prompt, model=args.model)
         else:
             words = [word + " " for word in DEMO_ANSWER.split(" ")]
             words[-1] = words[-1].rstrip()
-            body = sse_body(
-                events_of(
+            if chat:
+                usage = {
+                    "prompt_tokens": DEMO_USAGE["input_tokens"],
+                    "completion_tokens": DEMO_USAGE["output_tokens"],
+                    "total_tokens": DEMO_USAGE["total_tokens"],
+                }
+                chunks = chat_chunks_of(
+                    text=words,
+                    usage=usage,
+                    model="gpt-4.1-mini-2025-04-14",
+                    completion_id="chatcmpl-demo0001",
+                    system_fingerprint="fp_demo0001",
+                )
+                body = sse_body(chunks, done=True)
+            else:
+                events = events_of(
                     text=words,
                     usage=DEMO_USAGE,
                     model="gpt-4.1-mini-2025-04-14",
                     response_id="resp_demo0001",
                     service_tier="default",
                 )
-            )
+                body = sse_body(events)
             reply = Reply(body=body, chunk_size=160, chunk_delay=args.delay)
             with (
                 LoopbackServer(default=reply) as server,
@@ -250,7 +274,7 @@ def demo(args: argparse.Namespace, out: TextIO) -> int:
                     api_key="demo", base_url=server.base_url, tracer_provider=provider
                 ) as client,
             ):
-                _stream_text(client, out, model=args.model, input=prompt)
+                _stream_text(client, out, chat=chat, prompt=prompt, model=args.model)
     finally:
         _print_spans(provider, exporter, out)
     return EXIT_OK
@@ -266,10 +290,12 @@ def replay(args: argparse.Namespace, out: TextIO) -> int:
         body = path.read_bytes()
     except OSError as exc:
         raise CommandError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    _check_stream(path, body)
+    chat = _check_stream(path, body)
     request = _request_of(path, Path(args.request) if args.request else None)
     provider, _, exporter = _providers("replay")
-    params: dict[str, Any] = {"input": "(replay)"}
+    params: dict[str, Any] = (
+        {"messages": [{"role": "user", "content": "(replay)"}]} if chat else {"input": "(replay)"}
+    )
     model = args.model or "replay"
     if request is not None:
         request_path, data = request
@@ -290,9 +316,12 @@ def replay(args: argparse.Namespace, out: TextIO) -> int:
             LoopbackServer(default=Reply(body=body)) as server,
             Client(api_key="replay", base_url=server.base_url, tracer_provider=provider) as client,
         ):
-            final: Response | None
+            final: Response | ChatCompletion | None
             try:
-                final = client.responses.create(model=model, **params)
+                if chat:
+                    final = client.chat.completions.create(model=model, **params)
+                else:
+                    final = client.responses.create(model=model, **params)
             except StreamError as exc:
                 status = EXIT_STREAM_FAILED
                 for line in wrap_row(
@@ -300,15 +329,18 @@ def replay(args: argparse.Namespace, out: TextIO) -> int:
                 ):
                     print(line, file=out)
                 final = exc.response
-            if final is not None:
+            if isinstance(final, ChatCompletion):
+                _print_completion(final, out)
+            elif final is not None:
                 _print_response(final, out)
     finally:
         _print_spans(provider, exporter, out)
     return status
 
 
-def _check_stream(path: Path, body: bytes) -> None:
-    """Raise `NotAStreamError` saying what ``body`` is when it is not a Responses API stream."""
+def _check_stream(path: Path, body: bytes) -> bool:
+    """Whether ``body`` is a Chat Completions stream (else a Responses one); raise
+    `NotAStreamError` saying what it is when it is neither."""
     whole = _json(body)
     if path.name.endswith(".request.json") or (
         isinstance(whole, dict) and isinstance(whole.get("model"), str) and "object" not in whole
@@ -316,28 +348,28 @@ def _check_stream(path: Path, body: bytes) -> None:
         sibling = path.with_name(path.name.removesuffix(".json").removesuffix(".request") + ".sse")
         hint = f"; replay {sibling}" if sibling.is_file() else ""
         raise NotAStreamError(f"{path} is a request (.request.json), not a stream{hint}")
-    if isinstance(whole, dict) and whole.get("object") == "response":
+    if isinstance(whole, dict) and whole.get("object") in ("response", "chat.completion"):
         raise NotAStreamError(
-            f"{path} is a response object (JSON), not a stream: record one with stream=True"
+            f"{path} is a {whole['object']} object (JSON), not a stream: record one with "
+            "stream=True"
         )
     decoder = SSEDecoder()
     payloads = [*decoder.feed(body), *decoder.flush()]
     objects = [item for item in map(_json, payloads) if isinstance(item, dict)]
     if not objects:
         if json_error(body) is not None:
-            return  # an error object instead of events, as some gateways answer: a failed stream
+            return False  # an error object instead of events, as some gateways answer
         what = "the file is empty" if not body.strip() else "expected 'data: {...}' lines"
         raise NotAStreamError(f"no server-sent events in {path} ({what})")
+    if any(_is_chat_chunk(item) for item in objects):
+        return True
     if any(_is_responses_event(item) for item in objects):
-        return
-    if any(item.get("object") == "chat.completion.chunk" for item in objects):
-        raise NotAStreamError(
-            f"{path} looks like a Chat Completions stream (chat.completion.chunk events), "
-            "not a Responses API stream"
-        )
+        return False
     kinds = sorted({str(item.get("type") or item.get("object") or "untyped") for item in objects})
     shown = ", ".join(kinds[:5]) + (", ..." if len(kinds) > 5 else "")
-    raise NotAStreamError(f"no Responses API events in {path} (events: {shown})")
+    raise NotAStreamError(
+        f"no Responses API events or Chat Completions chunks in {path} (events: {shown})"
+    )
 
 
 def _json(data: bytes) -> Any:
@@ -345,6 +377,12 @@ def _json(data: bytes) -> Any:
         return json.loads(data)
     except ValueError:  # UnicodeDecodeError included
         return None
+
+
+def _is_chat_chunk(item: dict[str, Any]) -> bool:
+    return item.get("object") == "chat.completion.chunk" or (
+        "type" not in item and isinstance(item.get("choices"), list)
+    )
 
 
 def _is_responses_event(item: dict[str, Any]) -> bool:
@@ -392,6 +430,24 @@ def _print_response(final: Response, out: TextIO) -> None:
             print(line, file=out)
 
 
+def _print_completion(final: ChatCompletion, out: TextIO) -> None:
+    rows = [("chat", f"{final.id}  model={final.model}")]
+    if final.usage is not None:
+        rows.append(("usage", str(final.usage.model_dump(exclude_none=True))))
+    for choice in final.choices:
+        message = choice.message
+        rows.append(("choice", f"{choice.index}  finish_reason={choice.finish_reason}"))
+        for call in message.tool_calls or ():
+            function = call.function
+            rows.append(("tool call", f"{function.name}({_cut(function.arguments)})  id={call.id}"))
+        text = message.content or ""
+        shown = f"{text[:_SHOWN_CHARS]!r}{' ...' if len(text) > _SHOWN_CHARS else ''}"
+        rows.append(("text", shown))
+    for label, value in rows:
+        for line in wrap_row(label, value, indent=10):
+            print(line, file=out)
+
+
 def _cut(text: str) -> str:
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + " ..."
 
@@ -424,6 +480,12 @@ def _parser() -> argparse.ArgumentParser:
         "--prompt",
         help="what to ask, with --live (offline the answer is canned: the prompt only "
         "appears on the span, with content capture on)",
+    )
+    demo_parser.add_argument(
+        "--api",
+        choices=("responses", "chat"),
+        default="responses",
+        help="the API to call: the Responses API or Chat Completions (default: %(default)s)",
     )
     demo_parser.add_argument(
         "--delay",

@@ -123,6 +123,7 @@ class ClientConfig:
     max_content_length: int
     latest_conventions: bool
     max_event_bytes: int
+    stream_usage: bool
     deadline: float | None
     idle_timeout: float | None
     headers: dict[str, str] = field(repr=False)
@@ -145,6 +146,7 @@ class ClientConfig:
         max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
         deadline: float | None = None,
         idle_timeout: float | None = None,
+        stream_usage: bool = True,
     ) -> ClientConfig:
         """Resolve arguments against ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` and the defaults.
 
@@ -154,6 +156,8 @@ class ClientConfig:
         _check_count("max_retries", max_retries, 0)
         _check_count("max_event_bytes", max_event_bytes, 1)
         _check_count("max_content_length", max_content_length, 1)
+        if not isinstance(stream_usage, bool):
+            raise TypeError(f"stream_usage must be True or False, got {stream_usage!r}")
         checked_timeout = check_timeout("timeout", timeout)
         api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         raw_url = base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
@@ -199,6 +203,7 @@ class ClientConfig:
             max_content_length=max_content_length,
             latest_conventions=latest_conventions(),
             max_event_bytes=max_event_bytes,
+            stream_usage=stream_usage,
             deadline=None if deadline is None else check_seconds("deadline", deadline),
             idle_timeout=None
             if idle_timeout is None
@@ -214,11 +219,14 @@ class ClientConfig:
             return f"{self.base_url}/{endpoint}"  # httpx parses a string faster than we could
         return httpx.URL(f"{self.base_url}/{endpoint}", params=[*self.query, *extra_query.items()])
 
-    def span_attributes(self, params: dict[str, Any], *, stream: bool = True) -> dict[str, Any]:
+    def span_attributes(
+        self, params: dict[str, Any], *, stream: bool = True, chat: bool = False
+    ) -> dict[str, Any]:
         """The span-start attributes for a request with these parameters."""
         return request_attributes(
             params,
             stream=stream,
+            chat=chat,
             provider_name=self.provider_name,
             server_address=self.server_address,
             server_port=self.server_port,

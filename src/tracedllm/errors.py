@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from . import attributes as attr
 
 if TYPE_CHECKING:
+    from .chat import ChatCompletion
     from .models import Response
 
 __all__ = [
@@ -166,7 +167,7 @@ class APITimeoutError(APIConnectionError):
         response: what had arrived of the response (its id, output so far), if anything.
     """
 
-    def __init__(self, message: str, *, response: Response | None = None) -> None:
+    def __init__(self, message: str, *, response: Response | ChatCompletion | None = None) -> None:
         super().__init__(message)
         self.response = response
 
@@ -216,7 +217,7 @@ class StreamError(TracedLLMError):
             events that did arrive (output items, text so far). ``None`` when nothing arrived.
     """
 
-    def __init__(self, message: str, *, response: Response | None = None) -> None:
+    def __init__(self, message: str, *, response: Response | ChatCompletion | None = None) -> None:
         super().__init__(message)
         self.response = response
 
@@ -229,7 +230,9 @@ class ResponseFailedError(StreamError):
         message: the provider's error message.
     """
 
-    def __init__(self, code: str | None, message: str, *, response: Response | None = None) -> None:
+    def __init__(
+        self, code: str | None, message: str, *, response: Response | ChatCompletion | None = None
+    ) -> None:
         super().__init__(f"{code}: {message}" if code else message, response=response)
         self.code = code
         self.message = message
@@ -249,7 +252,9 @@ class ResponseIncompleteError(StreamError):
         reason: ``incomplete_details.reason`` (e.g. ``max_output_tokens``), if given.
     """
 
-    def __init__(self, reason: str | None, *, response: Response | None = None) -> None:
+    def __init__(
+        self, reason: str | None, *, response: Response | ChatCompletion | None = None
+    ) -> None:
         super().__init__(
             f"the response was incomplete: {reason or 'unknown reason'}", response=response
         )
@@ -267,7 +272,7 @@ class ResponseCancelledError(StreamError):
     ``response`` holds what was produced before the cancellation.
     """
 
-    def __init__(self, *, response: Response | None = None) -> None:
+    def __init__(self, *, response: Response | ChatCompletion | None = None) -> None:
         super().__init__("the response was cancelled", response=response)
 
     @property
@@ -290,7 +295,7 @@ class EventTooLargeError(StreamError):
         limit: the limit, in bytes.
     """
 
-    def __init__(self, limit: int, *, response: Response | None = None) -> None:
+    def __init__(self, limit: int, *, response: Response | ChatCompletion | None = None) -> None:
         super().__init__(
             f"a stream event exceeded max_event_bytes={limit} bytes; raise the limit with "
             "Client(max_event_bytes=...) if the server sends such events legitimately",

@@ -18,6 +18,7 @@ from opentelemetry import metrics
 from . import attributes as attr
 from ._safety import telemetry_attributes
 from ._version import __version__
+from .chat import CompletionUsage
 from .models import Usage
 
 __all__ = ["DURATION_BUCKETS", "TOKEN_BUCKETS", "GenAIMetrics"]
@@ -137,7 +138,7 @@ class GenAIMetrics:
         *,
         duration: float,
         error_type: str | None,
-        usage: Usage | None,
+        usage: Usage | CompletionUsage | None,
     ) -> None:
         """The operation ended: its duration and, when the server reported it, token usage."""
         try:

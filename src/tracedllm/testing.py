@@ -30,6 +30,8 @@ __all__ = [
     "Reply",
     "SSEServer",
     "assert_genai_span",
+    "chat_chunks_of",
+    "chat_stream_of",
     "events_of",
     "reply_for",
     "spans_as_dicts",
@@ -223,6 +225,70 @@ def stream_of(*, done: bool = False, crlf: bool = False, **kwargs: Any) -> bytes
         crlf: use CRLF line endings.
     """
     return sse_body(events_of(**kwargs), done=done, crlf=crlf)
+
+
+def chat_chunks_of(
+    *,
+    text: str | Sequence[str] = "",
+    tool_calls: Iterable[Mapping[str, str]] = (),
+    finish_reason: str | None = None,
+    usage: Mapping[str, Any] | None = None,
+    choices: int = 1,
+    completion_id: str = "chatcmpl-test",
+    model: str = "gpt-test",
+    system_fingerprint: str | None = None,
+) -> list[dict[str, Any]]:
+    """The chunks of a synthetic Chat Completions stream, shaped like OpenAI's.
+
+    Args:
+        text: the assistant text of each choice; a sequence gives the individual deltas.
+        tool_calls: function calls as ``{"name", "arguments", "call_id"}`` mappings.
+        finish_reason: ``None`` picks ``tool_calls`` (with tool calls) or ``stop``; pass
+            ``"length"``, ``"content_filter"``... as a server would.
+        usage: the usage chunk's ``usage`` (``None``: no usage chunk), as Chat sends it:
+            ``prompt_tokens``, ``completion_tokens``, ``total_tokens``...
+        choices: how many choices (``n``), each with the same deltas.
+        completion_id, model, system_fingerprint: fields of every chunk.
+    """
+    deltas = [text] if isinstance(text, str) else list(text)
+    calls = list(tool_calls)
+    head = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": 1700000000,
+        "model": model,
+        "system_fingerprint": system_fingerprint,
+    }
+
+    def chunk(index: int, delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": reason}
+        return {**head, "choices": [choice]}
+
+    chunks: list[dict[str, Any]] = []
+    for index in range(choices):
+        chunks.append(chunk(index, {"role": "assistant", "content": ""}))
+        chunks += [chunk(index, {"content": delta}) for delta in deltas if delta]
+        for number, call in enumerate(calls):
+            function = {"name": call["name"], "arguments": ""}
+            first = {
+                "index": number,
+                "id": call.get("call_id", f"call_{number}"),
+                "type": "function",
+            }
+            chunks.append(chunk(index, {"tool_calls": [{**first, "function": function}]}))
+            arguments = {"index": number, "function": {"arguments": call.get("arguments", "{}")}}
+            chunks.append(chunk(index, {"tool_calls": [arguments]}))
+    reason = finish_reason or ("tool_calls" if calls else "stop")
+    chunks += [chunk(index, {}, reason) for index in range(choices)]
+    if usage is not None:
+        chunks.append({**head, "choices": [], "usage": dict(usage)})
+    return chunks
+
+
+def chat_stream_of(**kwargs: Any) -> bytes:
+    """A synthetic Chat Completions stream as an SSE body, ending with ``data: [DONE]``;
+    keyword arguments as for :func:`chat_chunks_of`."""
+    return sse_body(chat_chunks_of(**kwargs), done=True)
 
 
 StreamSource = Union[bytes, str, "os.PathLike[str]", Sequence[Mapping[str, Any]]]

@@ -14,7 +14,7 @@ import logging
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import _logs, trace
 from opentelemetry import context as otel_context
@@ -24,10 +24,12 @@ from . import attributes as attr
 from ._content import CaptureMode, ContentMapper, tool_definitions
 from ._safety import encodable, telemetry_attributes, telemetry_text
 from ._version import __version__
+from .chat import ChatCompletion, CompletionUsage
 from .errors import ResponseIncompleteError, TracedLLMError
-from .models import CustomToolCallItem, FunctionCallItem, Response
+from .models import CustomToolCallItem, FunctionCallItem, Response, Usage
 
 __all__ = [
+    "Answer",
     "SpanRecorder",
     "Tracing",
     "get_event_logger",
@@ -44,6 +46,18 @@ _INCOMPLETE_FINISH = {
     "max_output_tokens": attr.FINISH_LENGTH,
     "content_filter": attr.FINISH_CONTENT_FILTER,
 }
+
+
+class Answer(Protocol):
+    """What the span and the metrics read of an answer, whatever its API (a Responses
+    ``Response``, a ``ChatCompletion`` or one of its chunks)."""
+
+    @property
+    def id(self) -> str | None: ...
+    @property
+    def model(self) -> str | None: ...
+    @property
+    def service_tier(self) -> str | None: ...
 
 
 def get_tracer(tracer_provider: trace.TracerProvider | None) -> Tracer:
@@ -106,10 +120,14 @@ def request_attributes(
     server_port: int,
     stream: bool = True,
     latest: bool = False,
+    chat: bool = False,
 ) -> dict[str, Any]:
-    """The span-start attributes of a Responses request (all sampling-relevant ones included).
+    """The span-start attributes of a request (all sampling-relevant ones included).
 
-    With ``latest``, also the names the GenAI conventions added after their last release.
+    Args:
+        params: the request's parameters (the JSON body without ``stream``).
+        chat: a Chat Completions request; otherwise a Responses one.
+        latest: also the names the GenAI conventions added after their last release.
     """
     attributes: dict[str, Any] = {
         attr.GEN_AI_OPERATION_NAME: attr.OPERATION_CHAT,
@@ -120,21 +138,28 @@ def request_attributes(
     }
     openai = provider_name in attr.OPENAI_PROVIDERS  # openai.* names are for these only
     if openai:
-        attributes[attr.OPENAI_API_TYPE] = attr.API_TYPE_RESPONSES
+        api_type = attr.API_TYPE_CHAT_COMPLETIONS if chat else attr.API_TYPE_RESPONSES
+        attributes[attr.OPENAI_API_TYPE] = api_type
     model = params.get("model")
     if isinstance(model, str):
         attributes[attr.GEN_AI_REQUEST_MODEL] = model
-    _copy_number(params, "max_output_tokens", attributes, attr.GEN_AI_REQUEST_MAX_TOKENS, int)
     _copy_number(params, "temperature", attributes, attr.GEN_AI_REQUEST_TEMPERATURE, float)
     _copy_number(params, "top_p", attributes, attr.GEN_AI_REQUEST_TOP_P, float)
     tier = params.get("service_tier")
     if openai and isinstance(tier, str) and tier != "auto":
         attributes[attr.OPENAI_REQUEST_SERVICE_TIER] = tier
+    if chat:
+        _chat_request(params, attributes, latest)
+    else:
+        _responses_request(params, attributes, latest)
+    return attributes
+
+
+def _responses_request(params: Mapping[str, Any], attributes: dict[str, Any], latest: bool) -> None:
+    _copy_number(params, "max_output_tokens", attributes, attr.GEN_AI_REQUEST_MAX_TOKENS, int)
     text = params.get("text")
     fmt = text.get("format") if isinstance(text, Mapping) else None
-    output_type = _OUTPUT_TYPES.get(fmt.get("type", "")) if isinstance(fmt, Mapping) else None
-    if output_type is not None:
-        attributes[attr.GEN_AI_OUTPUT_TYPE] = output_type
+    _output_type(fmt, attributes)
     conversation = params.get("conversation")
     if isinstance(conversation, Mapping):
         conversation = conversation.get("id")
@@ -148,10 +173,39 @@ def request_attributes(
         effort = reasoning.get("effort") if isinstance(reasoning, Mapping) else None
         if isinstance(effort, str):
             attributes[attr.GEN_AI_REQUEST_REASONING_LEVEL] = effort
-    return attributes
 
 
-def service_tier(response: Response) -> str | None:
+def _chat_request(params: Mapping[str, Any], attributes: dict[str, Any], latest: bool) -> None:
+    maximum = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+    _copy_number(params, maximum, attributes, attr.GEN_AI_REQUEST_MAX_TOKENS, int)
+    _copy_number(
+        params, "frequency_penalty", attributes, attr.GEN_AI_REQUEST_FREQUENCY_PENALTY, float
+    )
+    _copy_number(
+        params, "presence_penalty", attributes, attr.GEN_AI_REQUEST_PRESENCE_PENALTY, float
+    )
+    _copy_number(params, "seed", attributes, attr.GEN_AI_REQUEST_SEED, int)
+    count = params.get("n")
+    if isinstance(count, int) and not isinstance(count, bool) and count != 1:
+        attributes[attr.GEN_AI_REQUEST_CHOICE_COUNT] = count
+    stop = params.get("stop")
+    if isinstance(stop, str):
+        attributes[attr.GEN_AI_REQUEST_STOP_SEQUENCES] = (stop,)
+    elif isinstance(stop, list) and all(isinstance(item, str) for item in stop):
+        attributes[attr.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(stop)
+    _output_type(params.get("response_format"), attributes)
+    effort = params.get("reasoning_effort")
+    if latest and isinstance(effort, str):
+        attributes[attr.GEN_AI_REQUEST_REASONING_LEVEL] = effort
+
+
+def _output_type(fmt: object, attributes: dict[str, Any]) -> None:
+    output_type = _OUTPUT_TYPES.get(fmt.get("type", "")) if isinstance(fmt, Mapping) else None
+    if output_type is not None:
+        attributes[attr.GEN_AI_OUTPUT_TYPE] = output_type
+
+
+def service_tier(response: Answer) -> str | None:
     """The service tier that served a response; ``auto`` (echoed back by some gateways) is the
     request, not a tier that was used."""
     tier = response.service_tier
@@ -168,6 +222,25 @@ def _copy_number(
     value = params.get(key)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         out[name] = kind(value)
+
+
+_CHAT_FINISH = {"tool_calls": attr.FINISH_TOOL_CALL, "function_call": attr.FINISH_TOOL_CALL}
+
+
+def chat_finish_reason(reason: str | None) -> str:
+    """The GenAI finish reason of a Chat Completions choice (``tool_calls`` is ``tool_call``;
+    none at all, for a choice that never finished, is ``error``)."""
+    if reason is None:
+        return attr.FINISH_ERROR
+    return _CHAT_FINISH.get(reason, reason)
+
+
+def finish_reasons(answer: Response | ChatCompletion) -> tuple[str, ...]:
+    """``gen_ai.response.finish_reasons``: one per Chat choice, in index order; one for a
+    Responses answer."""
+    if isinstance(answer, ChatCompletion):
+        return tuple(chat_finish_reason(choice.finish_reason) for choice in answer.choices)
+    return (finish_reason(answer),)
 
 
 def finish_reason(response: Response) -> str:
@@ -204,6 +277,29 @@ def status_description(message: str, kind: str) -> str | None:
 def to_json(value: Any) -> str:
     """Compact JSON, as span attributes carry structured content."""
     return encodable(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+def usage_attributes(usage: Usage | CompletionUsage, *, latest: bool) -> dict[str, int]:
+    """The ``gen_ai.usage.*`` attributes of a usage report: the counts it has, none invented."""
+    if isinstance(usage, CompletionUsage):
+        cached, written = usage.cached_tokens, None
+        reasoning = usage.reasoning_tokens
+    else:
+        details = usage.input_tokens_details
+        cached = details.cached_tokens if details is not None else None
+        written = details.cache_write_tokens if details is not None else None
+        output_details = usage.output_tokens_details
+        reasoning = output_details.reasoning_tokens if output_details is not None else None
+    values = {
+        attr.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
+        attr.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
+        attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cached,
+        attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: written,
+        attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: reasoning,
+    }
+    if latest:
+        values[attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = written
+    return {key: value for key, value in values.items() if value is not None}
 
 
 class SpanRecorder:
@@ -246,6 +342,8 @@ class SpanRecorder:
         tracing: Tracing,
         attributes: dict[str, Any],
         params: Mapping[str, Any] | None = None,
+        *,
+        chat: bool = False,
     ) -> SpanRecorder:
         """Start the CLIENT span ``chat {model}`` (not made current).
 
@@ -253,6 +351,7 @@ class SpanRecorder:
             tracing: the tracer and the recording choices of the client.
             attributes: the span-start attributes (:func:`request_attributes`).
             params: the request parameters, for opt-in content capture.
+            chat: the request is a Chat Completions one (``messages``, not ``input``).
         """
         model = attributes.get(attr.GEN_AI_REQUEST_MODEL)
         name = f"{attr.OPERATION_CHAT} {model}" if model else attr.OPERATION_CHAT
@@ -269,15 +368,20 @@ class SpanRecorder:
         recorder._openai = attributes.get(attr.GEN_AI_PROVIDER_NAME) in attr.OPENAI_PROVIDERS
         recorder._start_attributes = attributes
         if recorder._capture is not CaptureMode.NO_CONTENT and params is not None:
-            recorder._record_input(params)
+            recorder._record_input(params, chat)
         return recorder
 
-    def _record_input(self, params: Mapping[str, Any]) -> None:
+    def _record_input(self, params: Mapping[str, Any], chat: bool) -> None:
         try:
             mapper = self._tracing.content
+            if chat:
+                messages, instructions = mapper.chat_input_messages(params), []
+            else:
+                messages = mapper.input_messages(params)
+                instructions = mapper.system_instructions(params)
             content = {
-                attr.GEN_AI_INPUT_MESSAGES: mapper.input_messages(params),
-                attr.GEN_AI_SYSTEM_INSTRUCTIONS: mapper.system_instructions(params),
+                attr.GEN_AI_INPUT_MESSAGES: messages,
+                attr.GEN_AI_SYSTEM_INSTRUCTIONS: instructions,
                 attr.GEN_AI_TOOL_DEFINITIONS: tool_definitions(params),
             }
             self._content = {key: value for key, value in content.items() if value}
@@ -288,10 +392,13 @@ class SpanRecorder:
         except Exception:
             self._telemetry_failed("capturing input content")
 
-    def _record_output(self, response: Response | None, reason: str) -> None:
+    def _record_output(self, response: Response | ChatCompletion | None, failed: bool) -> None:
         try:
             if response is not None:
-                output_messages = self._tracing.content.output_messages(response, reason)
+                reasons = finish_reasons(response)
+                if failed:
+                    reasons = (attr.FINISH_ERROR,) * len(reasons)
+                output_messages = self._tracing.content.output_messages(response, reasons)
                 self._content[attr.GEN_AI_OUTPUT_MESSAGES] = output_messages
             if self._capture.on_span and attr.GEN_AI_OUTPUT_MESSAGES in self._content:
                 output = to_json(self._content[attr.GEN_AI_OUTPUT_MESSAGES])
@@ -336,7 +443,7 @@ class SpanRecorder:
             except Exception:
                 self._telemetry_failed("adding an event")
 
-    def response_started(self, response: Response) -> None:
+    def response_started(self, response: Answer) -> None:
         """Record the response id and model as soon as the server names them."""
         if self.recording:
             if response.id is not None:
@@ -344,8 +451,8 @@ class SpanRecorder:
             if response.model is not None:
                 self._attributes[attr.GEN_AI_RESPONSE_MODEL] = response.model
 
-    def terminal(self, response: Response) -> None:
-        """Record what the terminal response carries: ids, usage, finish reason, service tier."""
+    def terminal(self, response: Response | ChatCompletion) -> None:
+        """Record what the final answer carries: ids, usage, finish reasons, service tier."""
         if not self.recording:
             return
         try:
@@ -353,9 +460,9 @@ class SpanRecorder:
         except Exception:
             self._telemetry_failed("recording the terminal response")
 
-    def _terminal(self, response: Response) -> None:
+    def _terminal(self, response: Response | ChatCompletion) -> None:
         attributes: dict[str, Any] = {
-            attr.GEN_AI_RESPONSE_FINISH_REASONS: (finish_reason(response),),
+            attr.GEN_AI_RESPONSE_FINISH_REASONS: finish_reasons(response),
         }
         if response.id is not None:
             attributes[attr.GEN_AI_RESPONSE_ID] = response.id
@@ -364,22 +471,12 @@ class SpanRecorder:
         tier = service_tier(response) if self._openai else None
         if tier is not None:
             attributes[attr.OPENAI_RESPONSE_SERVICE_TIER] = tier
-        usage = response.usage
-        if usage is not None:
-            values = {
-                attr.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
-                attr.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
-            }
-            if usage.input_tokens_details is not None:
-                details = usage.input_tokens_details
-                values[attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = details.cached_tokens
-                values[attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = details.cache_write_tokens
-                if self._tracing.latest:
-                    values[attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = details.cache_write_tokens
-            if usage.output_tokens_details is not None:
-                reasoning = usage.output_tokens_details.reasoning_tokens
-                values[attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning
-            attributes.update((k, v) for k, v in values.items() if v is not None)
+        if isinstance(response, ChatCompletion) and self._openai:
+            fingerprint = response.system_fingerprint
+            if fingerprint:
+                attributes[attr.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
+        if response.usage is not None:
+            attributes.update(usage_attributes(response.usage, latest=self._tracing.latest))
         self._attributes.update(attributes)
 
     def end(
@@ -388,7 +485,7 @@ class SpanRecorder:
         *,
         outcome: str | None = None,
         attributes: Mapping[str, Any] | None = None,
-        response: Response | None = None,
+        response: Response | ChatCompletion | None = None,
     ) -> None:
         """End the span, once; later calls do nothing.
 
@@ -407,11 +504,8 @@ class SpanRecorder:
                 self._record_end(error, outcome, attributes)
                 if self._capture is not CaptureMode.NO_CONTENT:
                     # an incomplete answer's message says what the span says ("length"...)
-                    expected = error is None or isinstance(error, ResponseIncompleteError)
-                    reason = None if expected else attr.FINISH_ERROR
-                    if response is not None and reason is None:
-                        reason = finish_reason(response)
-                    self._record_output(response, reason or attr.FINISH_ERROR)
+                    failed = error is not None and not isinstance(error, ResponseIncompleteError)
+                    self._record_output(response, failed)
         except Exception:
             self._telemetry_failed("recording the end of the span")
         try:

@@ -7,27 +7,92 @@ What to send, whether to retry and how long to wait are decided by
 from __future__ import annotations
 
 import functools
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
 from .._base import ClientBase
+from .._chat_engine import ChatEngine
+from .._engine import StreamEngine
 from .._http import MAX_ERROR_BODY, status_error
 from .._io import asleep
 from .._request import Attempt, connection_error
+from ..chat import ChatCompletion
 from ..errors import TracedLLMError
 from ..models import Response
-from .stream import AsyncResponseStream
+from .stream import AsyncChatCompletionStream, AsyncResponseStream
 
-__all__ = ["AsyncClient", "AsyncResponseStreamManager", "AsyncResponses"]
+__all__ = [
+    "AsyncChat",
+    "AsyncChatCompletionStreamManager",
+    "AsyncChatCompletions",
+    "AsyncClient",
+    "AsyncResponseStreamManager",
+    "AsyncResponses",
+]
 
 
-class AsyncResponses:
-    """``client.responses``: the Responses API."""
+class AsyncApiBase:
+    """What every API of the client shares: sending an attempt, with its retries."""
+
+    _chat = False
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
+
+    def _attempt(self, params: dict[str, Any], *, stream: bool) -> Attempt:
+        client = self._client
+        return Attempt(
+            client.config, client.tracing, client.metrics, params, stream=stream, chat=self._chat
+        )
+
+    async def _send(self, attempt: Attempt) -> tuple[httpx.Response, bool]:
+        """Send until a 2xx answer (retrying as the attempt decides); whether its body is JSON."""
+        client = self._client
+        try:
+            while True:
+                http = client._current_http()
+                try:
+                    with attempt.sending():
+                        response = await http.send(attempt.request(http), stream=True)
+                except httpx.TransportError as exc:
+                    await asleep(attempt.failed(connection_error(exc, attempt.shown_url)))
+                    continue
+                if response.is_success:
+                    try:
+                        return response, attempt.check(response)
+                    except TracedLLMError:
+                        await response.aclose()
+                        raise
+                body = await _read_body(attempt, response, MAX_ERROR_BODY)
+                error = status_error(response.status_code, response.headers, body)
+                await asleep(attempt.failed(error, response))
+        except BaseException as exc:
+            attempt.engine.fail(exc)
+            raise
+
+    async def _opened(self, params: dict[str, Any]) -> tuple[Attempt, httpx.Response]:
+        """A streaming request sent, its 2xx answer an event stream."""
+        attempt = self._attempt(params, stream=True)
+        response, is_json = await self._send(attempt)
+        if is_json:
+            body = await _read_body(attempt, response, MAX_ERROR_BODY)
+            raise attempt.engine.fail(attempt.json_answer(response, body))
+        return attempt, response
+
+    async def _json_body(self, attempt: Attempt, response: httpx.Response) -> bytes:
+        """The JSON answer of a non-streaming request."""
+        try:
+            return await _read_body(attempt, response, self._client.config.max_event_bytes)
+        except BaseException as exc:
+            attempt.engine.fail(exc)
+            raise
+
+
+class AsyncResponses(AsyncApiBase):
+    """``client.responses``: the Responses API."""
 
     @overload
     async def create(
@@ -57,57 +122,86 @@ class AsyncResponses:
 
     def stream(self, *, model: str, **params: Any) -> AsyncResponseStreamManager:
         """Like ``create(stream=True)``, as ``async with client.responses.stream(...) as s:``."""
-        return AsyncResponseStreamManager(self, {"model": model, **params})
+        return AsyncResponseStreamManager(functools.partial(self._open, {"model": model, **params}))
 
     async def _open(self, params: dict[str, Any]) -> AsyncResponseStream:
-        attempt = self._attempt(params, stream=True)
-        response, is_json = await self._send(attempt)
-        if is_json:
-            body = await _read_body(attempt, response, MAX_ERROR_BODY)
-            raise attempt.engine.fail(attempt.json_answer(response, body))
+        attempt, response = await self._opened(params)
+        assert isinstance(attempt.engine, StreamEngine)
         return AsyncResponseStream(attempt.engine, response)
 
     async def _answer(self, params: dict[str, Any]) -> Response:
         attempt = self._attempt(params, stream=False)
+        engine = attempt.engine
+        assert isinstance(engine, StreamEngine)
         response, is_json = await self._send(attempt)
         if not is_json:  # a server that streams anyway
-            async with AsyncResponseStream(attempt.engine, response) as opened:
+            async with AsyncResponseStream(engine, response) as opened:
                 return await opened.get_final_response()
-        try:
-            body = await _read_body(attempt, response, self._client.config.max_event_bytes)
-        except BaseException as exc:
-            attempt.engine.fail(exc)
-            raise
-        return attempt.engine.receive_json(body)
+        return engine.receive_json(await self._json_body(attempt, response))
 
-    def _attempt(self, params: dict[str, Any], *, stream: bool) -> Attempt:
-        client = self._client
-        return Attempt(client.config, client.tracing, client.metrics, params, stream=stream)
 
-    async def _send(self, attempt: Attempt) -> tuple[httpx.Response, bool]:
-        """Send until a 2xx answer (retrying as the attempt decides); whether its body is JSON."""
-        client = self._client
-        try:
-            while True:
-                http = client._current_http()
-                try:
-                    with attempt.sending():
-                        response = await http.send(attempt.request(http), stream=True)
-                except httpx.TransportError as exc:
-                    await asleep(attempt.failed(connection_error(exc, attempt.shown_url)))
-                    continue
-                if response.is_success:
-                    try:
-                        return response, attempt.check(response)
-                    except TracedLLMError:
-                        await response.aclose()
-                        raise
-                body = await _read_body(attempt, response, MAX_ERROR_BODY)
-                error = status_error(response.status_code, response.headers, body)
-                await asleep(attempt.failed(error, response))
-        except BaseException as exc:
-            attempt.engine.fail(exc)
-            raise
+class AsyncChatCompletions(AsyncApiBase):
+    """``client.chat.completions``: the Chat Completions API."""
+
+    _chat = True
+
+    @overload
+    async def create(
+        self, *, model: str, messages: Any, stream: Literal[True], **params: Any
+    ) -> AsyncChatCompletionStream: ...
+    @overload
+    async def create(
+        self, *, model: str, messages: Any, stream: Literal[False] = False, **params: Any
+    ) -> ChatCompletion: ...
+
+    async def create(
+        self, *, model: str, messages: Any, stream: bool = False, **params: Any
+    ) -> AsyncChatCompletionStream | ChatCompletion:
+        """Create a chat completion. Any Chat Completions parameter passes through (``tools``,
+        ``n``, ``response_format``...).
+
+        Returns:
+            With ``stream=True``, the stream of typed chunks
+            (:class:`AsyncChatCompletionStream`; unless you pass ``stream_options``, tracedllm
+            asks for the usage chunk, see the client's ``stream_usage``); otherwise the
+            :class:`~tracedllm.chat.ChatCompletion` parsed from the JSON answer (an event
+            stream is read too, for servers that stream anyway).
+        """
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be True or False, got {stream!r}")
+        if stream:
+            return await self._open({"model": model, "messages": messages, **params})
+        return await self._answer({"model": model, "messages": messages, **params})
+
+    def stream(
+        self, *, model: str, messages: Any, **params: Any
+    ) -> AsyncChatCompletionStreamManager:
+        """Like ``create(stream=True)``, as ``async with client.chat.completions.stream(...)``."""
+        params = {"model": model, "messages": messages, **params}
+        return AsyncChatCompletionStreamManager(functools.partial(self._open, params))
+
+    async def _open(self, params: dict[str, Any]) -> AsyncChatCompletionStream:
+        attempt, response = await self._opened(params)
+        assert isinstance(attempt.engine, ChatEngine)
+        return AsyncChatCompletionStream(attempt.engine, response)
+
+    async def _answer(self, params: dict[str, Any]) -> ChatCompletion:
+        attempt = self._attempt(params, stream=False)
+        engine = attempt.engine
+        assert isinstance(engine, ChatEngine)
+        response, is_json = await self._send(attempt)
+        if not is_json:  # a server that streams anyway
+            async with AsyncChatCompletionStream(engine, response) as opened:
+                return await opened.get_final_completion()
+        return engine.receive_json(await self._json_body(attempt, response))
+
+
+class AsyncChat:
+    """``client.chat``: holds ``completions``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.completions = AsyncChatCompletions(client)
+        """The Chat Completions API: ``create()`` and ``stream()``."""
 
 
 async def _read_body(attempt: Attempt, response: httpx.Response, cap: int) -> bytes:
@@ -127,16 +221,18 @@ async def _read_body(attempt: Attempt, response: httpx.Response, cap: int) -> by
     return bytes(body[:cap])
 
 
-class AsyncResponseStreamManager:
-    """Returned by ``client.responses.stream()``: sends the request on entering ``async with``."""
+StreamT = TypeVar("StreamT", AsyncResponseStream, AsyncChatCompletionStream)
 
-    def __init__(self, responses: AsyncResponses, params: dict[str, Any]) -> None:
-        self._responses = responses
-        self._params = params
-        self._stream: AsyncResponseStream | None = None
 
-    async def __aenter__(self) -> AsyncResponseStream:
-        self._stream = await self._responses._open(self._params)
+class AsyncStreamManager(Generic[StreamT]):
+    """Sends the request on entering ``async with``; the stream is released on leaving it."""
+
+    def __init__(self, open_stream: Callable[[], Awaitable[StreamT]]) -> None:
+        self._open_stream: Callable[[], Awaitable[StreamT]] = open_stream
+        self._stream: StreamT | None = None
+
+    async def __aenter__(self) -> StreamT:
+        self._stream = await self._open_stream()
         return self._stream
 
     async def __aexit__(
@@ -147,6 +243,14 @@ class AsyncResponseStreamManager:
     ) -> None:
         if self._stream is not None:
             await self._stream.__aexit__(exc_type, exc, tb)
+
+
+class AsyncResponseStreamManager(AsyncStreamManager[AsyncResponseStream]):
+    """Returned by ``client.responses.stream()``."""
+
+
+class AsyncChatCompletionStreamManager(AsyncStreamManager[AsyncChatCompletionStream]):
+    """Returned by ``client.chat.completions.stream()``."""
 
 
 class AsyncClient(ClientBase[httpx.AsyncClient]):
@@ -198,6 +302,11 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
     def responses(self) -> AsyncResponses:
         """The Responses API: ``create()`` and ``stream()``."""
         return AsyncResponses(self)
+
+    @functools.cached_property
+    def chat(self) -> AsyncChat:
+        """The Chat Completions API: ``chat.completions.create()`` and ``.stream()``."""
+        return AsyncChat(self)
 
     async def aclose(self) -> None:
         """Close the HTTP client, if tracedllm created it."""

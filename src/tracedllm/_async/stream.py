@@ -12,36 +12,34 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from types import TracebackType
+from typing import Generic, TypeVar
 
 import httpx
+from typing_extensions import Self
 
 from .. import attributes as attr
-from .._engine import FINISHED, NEED_DATA, State, StreamEngine
+from .._engine import FINISHED, NEED_DATA, EngineBase, State
 from .._io import abody_chunks, abounded_chunks, aclose_soon, content_encoded
+from ..chat import ChatCompletion, ChatCompletionChunk
 from ..choices import Choice, ChoiceMapper
 from ..errors import APIConnectionError, APITimeoutError, ContentDecodingError
 from ..events import Event
 from ..models import Response
 
-__all__ = ["AsyncResponseStream"]
+__all__ = ["AsyncChatCompletionStream", "AsyncResponseStream", "AsyncStreamBase"]
 
 logger = logging.getLogger("tracedllm")
 
+EventT = TypeVar("EventT")
+ResultT = TypeVar("ResultT", Response, ChatCompletion)
 
-class AsyncResponseStream:
-    """A streamed response of typed events: iterate it with ``async for``; release it with
-    ``aclose()`` or by leaving ``async with``.
 
-    Example:
-        >>> async with client.responses.stream(model="gpt-4.1", input="hi") as stream:
-        ...     async for event in stream:
-        ...         if event.type == "response.output_text.delta":
-        ...             print(event.delta, end="")
-        ...     final = await stream.get_final_response()
-    """
+class AsyncStreamBase(Generic[EventT, ResultT]):
+    """What every stream shell does: read when the engine needs data, hand out its events,
+    release the connection; the span is the engine's."""
 
-    def __init__(self, engine: StreamEngine, response: httpx.Response) -> None:
-        self._engine = engine
+    def __init__(self, engine: EngineBase[EventT, ResultT], response: httpx.Response) -> None:
+        self._engine: EngineBase[EventT, ResultT] = engine
         self._response = response
         self._chunks: AsyncIterator[bytes] = abody_chunks(response)
         self._bounded: AsyncIterator[bytes] | None = None  # reads within the engine's budget
@@ -59,14 +57,14 @@ class AsyncResponseStream:
         return request_id
 
     @property
-    def snapshot(self) -> Response | None:
-        """The response as accumulated so far (final once the stream completed)."""
+    def snapshot(self) -> ResultT | None:
+        """The answer as accumulated so far (final once the stream completed)."""
         return self._engine.snapshot
 
-    def __aiter__(self) -> AsyncResponseStream:
+    def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> Event:
+    async def __anext__(self) -> EventT:
         engine = self._engine
         while True:
             try:
@@ -114,6 +112,64 @@ class AsyncResponseStream:
             else:
                 engine.receive_data(chunk)
 
+    async def aclose(self) -> None:
+        """Stop reading and release the connection.
+
+        An unfinished stream ends its span as closed early (``tracedllm.stream.closed_early``),
+        neither success nor error.
+        """
+        self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+        await self._release()
+
+    async def _release(self) -> None:
+        """Give the connection back: drain a finished stream's body first, within its budget."""
+        engine = self._engine
+        while engine.state is State.DRAINING and not self._released:
+            await self._receive()
+        if not self._released:
+            self._released = True
+            try:
+                await self._response.aclose()
+            except Exception:
+                logger.debug("tracedllm could not close the HTTP response", exc_info=True)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, Exception | GeneratorExit):
+            self._engine.fail(exc)  # cancellation, KeyboardInterrupt
+        else:  # the caller's own exception, or closing a generator, is not the LLM's failure
+            self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+        await self._release()
+
+    def __del__(self) -> None:
+        try:
+            self._engine.stop(attr.TRACEDLLM_STREAM_ABANDONED)
+            if not self._released:
+                self._released = True
+                aclose_soon(self._response)
+        except Exception:  # pragma: no cover -- interpreter shutdown
+            pass
+
+
+class AsyncResponseStream(AsyncStreamBase[Event, Response]):
+    """A streamed response of typed events: iterate it with ``async for``; release it with
+    ``aclose()`` or by leaving ``async with``.
+
+    Example:
+        >>> async with client.responses.stream(model="gpt-4.1", input="hi") as stream:
+        ...     async for event in stream:
+        ...         if event.type == "response.output_text.delta":
+        ...             print(event.delta, end="")
+        ...     final = await stream.get_final_response()
+    """
+
     async def get_final_response(self) -> Response:
         """Read the rest of the stream and return the final response.
 
@@ -140,50 +196,29 @@ class AsyncResponseStream:
         for choice in mapper.finish(self._engine.result()):
             yield choice
 
-    async def aclose(self) -> None:
-        """Stop reading and release the connection.
 
-        An unfinished stream ends its span as closed early (``tracedllm.stream.closed_early``),
-        neither success nor error.
+class AsyncChatCompletionStream(AsyncStreamBase[ChatCompletionChunk, ChatCompletion]):
+    """A streamed chat completion of typed chunks: iterate it with ``async for``; release it
+    with ``aclose()`` or by leaving ``async with``.
+
+    Example:
+        >>> async with client.chat.completions.stream(model="gpt-4.1", messages=msgs) as stream:
+        ...     async for chunk in stream:
+        ...         for choice in chunk.choices:
+        ...             print(choice.delta.content or "", end="")
+        ...     completion = await stream.get_final_completion()
+    """
+
+    async def get_final_completion(self) -> ChatCompletion:
+        """Read the rest of the stream and return the completion.
+
+        Raises:
+            ResponseFailedError, StreamTruncatedError...: how the stream ended, if it did not
+                complete (also when the error was already raised during iteration).
         """
-        self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
-        await self._release()
-
-    async def _release(self) -> None:
-        """Give the connection back: drain a finished stream's body first, within its budget."""
-        engine = self._engine
-        while engine.state is State.DRAINING and not self._released:
-            await self._receive()
-        if not self._released:
-            self._released = True
-            try:
-                await self._response.aclose()
-            except Exception:
-                logger.debug("tracedllm could not close the HTTP response", exc_info=True)
-
-    async def __aenter__(self) -> AsyncResponseStream:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is not None and not isinstance(exc, Exception | GeneratorExit):
-            self._engine.fail(exc)  # cancellation, KeyboardInterrupt
-        else:  # the caller's own exception, or closing a generator, is not the LLM's failure
-            self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
-        await self._release()
-
-    def __del__(self) -> None:
-        try:
-            self._engine.stop(attr.TRACEDLLM_STREAM_ABANDONED)
-            if not self._released:
-                self._released = True
-                aclose_soon(self._response)
-        except Exception:  # pragma: no cover -- interpreter shutdown
+        async for _ in self:
             pass
+        return self._engine.result()
 
 
 def _transport_error(exc: Exception) -> APIConnectionError:

@@ -8,78 +8,46 @@ What to send, whether to retry and how long to wait are decided by
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
 from .._base import ClientBase
+from .._chat_engine import ChatEngine
+from .._engine import StreamEngine
 from .._http import MAX_ERROR_BODY, status_error
 from .._io import sleep
 from .._request import Attempt, connection_error
+from ..chat import ChatCompletion
 from ..errors import TracedLLMError
 from ..models import Response
-from .stream import ResponseStream
+from .stream import ChatCompletionStream, ResponseStream
 
-__all__ = ["Client", "ResponseStreamManager", "Responses"]
+__all__ = [
+    "Chat",
+    "ChatCompletionStreamManager",
+    "ChatCompletions",
+    "Client",
+    "ResponseStreamManager",
+    "Responses",
+]
 
 
-class Responses:
-    """``client.responses``: the Responses API."""
+class ApiBase:
+    """What every API of the client shares: sending an attempt, with its retries."""
+
+    _chat = False
 
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    @overload
-    def create(self, *, model: str, stream: Literal[True], **params: Any) -> ResponseStream: ...
-    @overload
-    def create(self, *, model: str, stream: Literal[False] = False, **params: Any) -> Response: ...
-
-    def create(
-        self, *, model: str, stream: bool = False, **params: Any
-    ) -> ResponseStream | Response:
-        """Create a response. Any Responses API parameter passes through (``input``, ``tools``...).
-
-        Returns:
-            With ``stream=True``, the stream of typed events (:class:`ResponseStream`);
-            otherwise the final :class:`~tracedllm.models.Response`: the request says
-            ``"stream": false`` and the JSON answer is parsed (an event stream is read too,
-            for servers that stream anyway).
-        """
-        if not isinstance(stream, bool):
-            raise TypeError(f"stream must be True or False, got {stream!r}")
-        if stream:
-            return self._open({"model": model, **params})
-        return self._answer({"model": model, **params})
-
-    def stream(self, *, model: str, **params: Any) -> ResponseStreamManager:
-        """Like ``create(stream=True)``, as ``with client.responses.stream(...) as s:``."""
-        return ResponseStreamManager(self, {"model": model, **params})
-
-    def _open(self, params: dict[str, Any]) -> ResponseStream:
-        attempt = self._attempt(params, stream=True)
-        response, is_json = self._send(attempt)
-        if is_json:
-            body = _read_body(attempt, response, MAX_ERROR_BODY)
-            raise attempt.engine.fail(attempt.json_answer(response, body))
-        return ResponseStream(attempt.engine, response)
-
-    def _answer(self, params: dict[str, Any]) -> Response:
-        attempt = self._attempt(params, stream=False)
-        response, is_json = self._send(attempt)
-        if not is_json:  # a server that streams anyway
-            with ResponseStream(attempt.engine, response) as opened:
-                return opened.get_final_response()
-        try:
-            body = _read_body(attempt, response, self._client.config.max_event_bytes)
-        except BaseException as exc:
-            attempt.engine.fail(exc)
-            raise
-        return attempt.engine.receive_json(body)
-
     def _attempt(self, params: dict[str, Any], *, stream: bool) -> Attempt:
         client = self._client
-        return Attempt(client.config, client.tracing, client.metrics, params, stream=stream)
+        return Attempt(
+            client.config, client.tracing, client.metrics, params, stream=stream, chat=self._chat
+        )
 
     def _send(self, attempt: Attempt) -> tuple[httpx.Response, bool]:
         """Send until a 2xx answer (retrying as the attempt decides); whether its body is JSON."""
@@ -106,6 +74,130 @@ class Responses:
             attempt.engine.fail(exc)
             raise
 
+    def _opened(self, params: dict[str, Any]) -> tuple[Attempt, httpx.Response]:
+        """A streaming request sent, its 2xx answer an event stream."""
+        attempt = self._attempt(params, stream=True)
+        response, is_json = self._send(attempt)
+        if is_json:
+            body = _read_body(attempt, response, MAX_ERROR_BODY)
+            raise attempt.engine.fail(attempt.json_answer(response, body))
+        return attempt, response
+
+    def _json_body(self, attempt: Attempt, response: httpx.Response) -> bytes:
+        """The JSON answer of a non-streaming request."""
+        try:
+            return _read_body(attempt, response, self._client.config.max_event_bytes)
+        except BaseException as exc:
+            attempt.engine.fail(exc)
+            raise
+
+
+class Responses(ApiBase):
+    """``client.responses``: the Responses API."""
+
+    @overload
+    def create(self, *, model: str, stream: Literal[True], **params: Any) -> ResponseStream: ...
+    @overload
+    def create(self, *, model: str, stream: Literal[False] = False, **params: Any) -> Response: ...
+
+    def create(
+        self, *, model: str, stream: bool = False, **params: Any
+    ) -> ResponseStream | Response:
+        """Create a response. Any Responses API parameter passes through (``input``, ``tools``...).
+
+        Returns:
+            With ``stream=True``, the stream of typed events (:class:`ResponseStream`);
+            otherwise the final :class:`~tracedllm.models.Response`: the request says
+            ``"stream": false`` and the JSON answer is parsed (an event stream is read too,
+            for servers that stream anyway).
+        """
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be True or False, got {stream!r}")
+        if stream:
+            return self._open({"model": model, **params})
+        return self._answer({"model": model, **params})
+
+    def stream(self, *, model: str, **params: Any) -> ResponseStreamManager:
+        """Like ``create(stream=True)``, as ``with client.responses.stream(...) as s:``."""
+        return ResponseStreamManager(functools.partial(self._open, {"model": model, **params}))
+
+    def _open(self, params: dict[str, Any]) -> ResponseStream:
+        attempt, response = self._opened(params)
+        assert isinstance(attempt.engine, StreamEngine)
+        return ResponseStream(attempt.engine, response)
+
+    def _answer(self, params: dict[str, Any]) -> Response:
+        attempt = self._attempt(params, stream=False)
+        engine = attempt.engine
+        assert isinstance(engine, StreamEngine)
+        response, is_json = self._send(attempt)
+        if not is_json:  # a server that streams anyway
+            with ResponseStream(engine, response) as opened:
+                return opened.get_final_response()
+        return engine.receive_json(self._json_body(attempt, response))
+
+
+class ChatCompletions(ApiBase):
+    """``client.chat.completions``: the Chat Completions API."""
+
+    _chat = True
+
+    @overload
+    def create(
+        self, *, model: str, messages: Any, stream: Literal[True], **params: Any
+    ) -> ChatCompletionStream: ...
+    @overload
+    def create(
+        self, *, model: str, messages: Any, stream: Literal[False] = False, **params: Any
+    ) -> ChatCompletion: ...
+
+    def create(
+        self, *, model: str, messages: Any, stream: bool = False, **params: Any
+    ) -> ChatCompletionStream | ChatCompletion:
+        """Create a chat completion. Any Chat Completions parameter passes through (``tools``,
+        ``n``, ``response_format``...).
+
+        Returns:
+            With ``stream=True``, the stream of typed chunks
+            (:class:`ChatCompletionStream`; unless you pass ``stream_options``, tracedllm
+            asks for the usage chunk, see the client's ``stream_usage``); otherwise the
+            :class:`~tracedllm.chat.ChatCompletion` parsed from the JSON answer (an event
+            stream is read too, for servers that stream anyway).
+        """
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be True or False, got {stream!r}")
+        if stream:
+            return self._open({"model": model, "messages": messages, **params})
+        return self._answer({"model": model, "messages": messages, **params})
+
+    def stream(self, *, model: str, messages: Any, **params: Any) -> ChatCompletionStreamManager:
+        """Like ``create(stream=True)``, as ``with client.chat.completions.stream(...)``."""
+        params = {"model": model, "messages": messages, **params}
+        return ChatCompletionStreamManager(functools.partial(self._open, params))
+
+    def _open(self, params: dict[str, Any]) -> ChatCompletionStream:
+        attempt, response = self._opened(params)
+        assert isinstance(attempt.engine, ChatEngine)
+        return ChatCompletionStream(attempt.engine, response)
+
+    def _answer(self, params: dict[str, Any]) -> ChatCompletion:
+        attempt = self._attempt(params, stream=False)
+        engine = attempt.engine
+        assert isinstance(engine, ChatEngine)
+        response, is_json = self._send(attempt)
+        if not is_json:  # a server that streams anyway
+            with ChatCompletionStream(engine, response) as opened:
+                return opened.get_final_completion()
+        return engine.receive_json(self._json_body(attempt, response))
+
+
+class Chat:
+    """``client.chat``: holds ``completions``."""
+
+    def __init__(self, client: Client) -> None:
+        self.completions = ChatCompletions(client)
+        """The Chat Completions API: ``create()`` and ``stream()``."""
+
 
 def _read_body(attempt: Attempt, response: httpx.Response, cap: int) -> bytes:
     """A body that is not an event stream, up to ``cap`` bytes and within the attempt's time
@@ -124,16 +216,18 @@ def _read_body(attempt: Attempt, response: httpx.Response, cap: int) -> bytes:
     return bytes(body[:cap])
 
 
-class ResponseStreamManager:
-    """Returned by ``client.responses.stream()``: sends the request on entering ``with``."""
+StreamT = TypeVar("StreamT", ResponseStream, ChatCompletionStream)
 
-    def __init__(self, responses: Responses, params: dict[str, Any]) -> None:
-        self._responses = responses
-        self._params = params
-        self._stream: ResponseStream | None = None
 
-    def __enter__(self) -> ResponseStream:
-        self._stream = self._responses._open(self._params)
+class StreamManager(Generic[StreamT]):
+    """Sends the request on entering ``with``; the stream is released on leaving it."""
+
+    def __init__(self, open_stream: Callable[[], StreamT]) -> None:
+        self._open_stream: Callable[[], StreamT] = open_stream
+        self._stream: StreamT | None = None
+
+    def __enter__(self) -> StreamT:
+        self._stream = self._open_stream()
         return self._stream
 
     def __exit__(
@@ -144,6 +238,14 @@ class ResponseStreamManager:
     ) -> None:
         if self._stream is not None:
             self._stream.__exit__(exc_type, exc, tb)
+
+
+class ResponseStreamManager(StreamManager[ResponseStream]):
+    """Returned by ``client.responses.stream()``."""
+
+
+class ChatCompletionStreamManager(StreamManager[ChatCompletionStream]):
+    """Returned by ``client.chat.completions.stream()``."""
 
 
 class Client(ClientBase[httpx.Client]):
@@ -195,6 +297,11 @@ class Client(ClientBase[httpx.Client]):
     def responses(self) -> Responses:
         """The Responses API: ``create()`` and ``stream()``."""
         return Responses(self)
+
+    @functools.cached_property
+    def chat(self) -> Chat:
+        """The Chat Completions API: ``chat.completions.create()`` and ``.stream()``."""
+        return Chat(self)
 
     def close(self) -> None:
         """Close the HTTP client, if tracedllm created it."""

@@ -13,36 +13,34 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Generic, TypeVar
 
 import httpx
+from typing_extensions import Self
 
 from .. import attributes as attr
-from .._engine import FINISHED, NEED_DATA, State, StreamEngine
+from .._engine import FINISHED, NEED_DATA, EngineBase, State
 from .._io import body_chunks, bounded_chunks, close_soon, content_encoded
+from ..chat import ChatCompletion, ChatCompletionChunk
 from ..choices import Choice, ChoiceMapper
 from ..errors import APIConnectionError, APITimeoutError, ContentDecodingError
 from ..events import Event
 from ..models import Response
 
-__all__ = ["ResponseStream"]
+__all__ = ["ChatCompletionStream", "ResponseStream", "StreamBase"]
 
 logger = logging.getLogger("tracedllm")
 
+EventT = TypeVar("EventT")
+ResultT = TypeVar("ResultT", Response, ChatCompletion)
 
-class ResponseStream:
-    """A streamed response of typed events: iterate it with ``for``; release it with
-    ``close()`` or by leaving ``with``.
 
-    Example:
-        >>> with client.responses.stream(model="gpt-4.1", input="hi") as stream:
-        ...     for event in stream:
-        ...         if event.type == "response.output_text.delta":
-        ...             print(event.delta, end="")
-        ...     final = stream.get_final_response()
-    """
+class StreamBase(Generic[EventT, ResultT]):
+    """What every stream shell does: read when the engine needs data, hand out its events,
+    release the connection; the span is the engine's."""
 
-    def __init__(self, engine: StreamEngine, response: httpx.Response) -> None:
-        self._engine = engine
+    def __init__(self, engine: EngineBase[EventT, ResultT], response: httpx.Response) -> None:
+        self._engine: EngineBase[EventT, ResultT] = engine
         self._response = response
         self._chunks: Iterator[bytes] = body_chunks(response)
         self._bounded: Iterator[bytes] | None = None  # reads within the engine's budget
@@ -60,14 +58,14 @@ class ResponseStream:
         return request_id
 
     @property
-    def snapshot(self) -> Response | None:
-        """The response as accumulated so far (final once the stream completed)."""
+    def snapshot(self) -> ResultT | None:
+        """The answer as accumulated so far (final once the stream completed)."""
         return self._engine.snapshot
 
-    def __iter__(self) -> ResponseStream:
+    def __iter__(self) -> Self:
         return self
 
-    def __next__(self) -> Event:
+    def __next__(self) -> EventT:
         engine = self._engine
         while True:
             try:
@@ -115,6 +113,64 @@ class ResponseStream:
             else:
                 engine.receive_data(chunk)
 
+    def close(self) -> None:
+        """Stop reading and release the connection.
+
+        An unfinished stream ends its span as closed early (``tracedllm.stream.closed_early``),
+        neither success nor error.
+        """
+        self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+        self._release()
+
+    def _release(self) -> None:
+        """Give the connection back: drain a finished stream's body first, within its budget."""
+        engine = self._engine
+        while engine.state is State.DRAINING and not self._released:
+            self._receive()
+        if not self._released:
+            self._released = True
+            try:
+                self._response.close()
+            except Exception:
+                logger.debug("tracedllm could not close the HTTP response", exc_info=True)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is not None and not isinstance(exc, Exception | GeneratorExit):
+            self._engine.fail(exc)  # cancellation, KeyboardInterrupt
+        else:  # the caller's own exception, or closing a generator, is not the LLM's failure
+            self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
+        self._release()
+
+    def __del__(self) -> None:
+        try:
+            self._engine.stop(attr.TRACEDLLM_STREAM_ABANDONED)
+            if not self._released:
+                self._released = True
+                close_soon(self._response)
+        except Exception:  # pragma: no cover -- interpreter shutdown
+            pass
+
+
+class ResponseStream(StreamBase[Event, Response]):
+    """A streamed response of typed events: iterate it with ``for``; release it with
+    ``close()`` or by leaving ``with``.
+
+    Example:
+        >>> with client.responses.stream(model="gpt-4.1", input="hi") as stream:
+        ...     for event in stream:
+        ...         if event.type == "response.output_text.delta":
+        ...             print(event.delta, end="")
+        ...     final = stream.get_final_response()
+    """
+
     def get_final_response(self) -> Response:
         """Read the rest of the stream and return the final response.
 
@@ -141,50 +197,29 @@ class ResponseStream:
         for choice in mapper.finish(self._engine.result()):
             yield choice
 
-    def close(self) -> None:
-        """Stop reading and release the connection.
 
-        An unfinished stream ends its span as closed early (``tracedllm.stream.closed_early``),
-        neither success nor error.
+class ChatCompletionStream(StreamBase[ChatCompletionChunk, ChatCompletion]):
+    """A streamed chat completion of typed chunks: iterate it with ``for``; release it
+    with ``close()`` or by leaving ``with``.
+
+    Example:
+        >>> with client.chat.completions.stream(model="gpt-4.1", messages=msgs) as stream:
+        ...     for chunk in stream:
+        ...         for choice in chunk.choices:
+        ...             print(choice.delta.content or "", end="")
+        ...     completion = stream.get_final_completion()
+    """
+
+    def get_final_completion(self) -> ChatCompletion:
+        """Read the rest of the stream and return the completion.
+
+        Raises:
+            ResponseFailedError, StreamTruncatedError...: how the stream ended, if it did not
+                complete (also when the error was already raised during iteration).
         """
-        self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
-        self._release()
-
-    def _release(self) -> None:
-        """Give the connection back: drain a finished stream's body first, within its budget."""
-        engine = self._engine
-        while engine.state is State.DRAINING and not self._released:
-            self._receive()
-        if not self._released:
-            self._released = True
-            try:
-                self._response.close()
-            except Exception:
-                logger.debug("tracedllm could not close the HTTP response", exc_info=True)
-
-    def __enter__(self) -> ResponseStream:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is not None and not isinstance(exc, Exception | GeneratorExit):
-            self._engine.fail(exc)  # cancellation, KeyboardInterrupt
-        else:  # the caller's own exception, or closing a generator, is not the LLM's failure
-            self._engine.stop(attr.TRACEDLLM_STREAM_CLOSED_EARLY)
-        self._release()
-
-    def __del__(self) -> None:
-        try:
-            self._engine.stop(attr.TRACEDLLM_STREAM_ABANDONED)
-            if not self._released:
-                self._released = True
-                close_soon(self._response)
-        except Exception:  # pragma: no cover -- interpreter shutdown
+        for _ in self:
             pass
+        return self._engine.result()
 
 
 def _transport_error(exc: Exception) -> APIConnectionError:
