@@ -9,7 +9,7 @@ from importlib import metadata
 
 from .measure import ESTIMATES, Estimate, ratio
 from .scenarios import Results, ScenarioResult
-from .targets import Verdict, noise_floor
+from .targets import Verdict, figures, noise_floor
 
 __all__ = ["render"]
 
@@ -22,7 +22,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _scenario(result: ScenarioResult, rates: list[float]) -> list[str]:
     per_request = result.unit == "request"
-    unit, scale = ("ms/request", 1e3) if per_request else ("µs/event", 1e6)
+    unit, scale = ("ms/request", 1e3) if per_request else (f"µs/{result.unit}", 1e6)
     rows = []
     for label, series in result.series.items():
         median = series.per_stream if per_request else series.per_event
@@ -57,6 +57,8 @@ def _scenario(result: ScenarioResult, rates: list[float]) -> list[str]:
 
 
 def _memory(results: Results) -> list[str]:
+    if not results.peaks:
+        return []
     rows = [
         [name, "n/a", "n/a"]
         if peak is None
@@ -108,6 +110,10 @@ def render(results: Results, verdicts: Sequence[Verdict], judged: Estimate) -> s
         ["target", f"measured ({judged.name})", "other estimates", "goal", "result"],
         [[v.target, v.measured, v.others, v.goal, v.status] for v in verdicts],
     )
+    reported = _table(
+        ["figure", f"measured ({judged.name})", "other estimates"],
+        [[f.figure, f.measured, f.others] for f in figures(results, judged)],
+    )
     return "\n".join(
         [
             "## Targets",
@@ -121,6 +127,10 @@ def render(results: Results, verdicts: Sequence[Verdict], judged: Estimate) -> s
             f"{noise_floor(results, judged) or 'n/a'}; gaps of that size are noise.",
             "",
             *targets,
+            "",
+            "Reported without a goal:",
+            "",
+            *reported,
             "",
             "## Scenarios",
             "",

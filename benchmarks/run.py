@@ -1,4 +1,5 @@
-"""Command line: ``python -m benchmarks [--quick] [--clock cpu|wall] [--estimator best|median]``."""
+"""Command line: ``python -m benchmarks [--quick] [--only SCENARIO ...] [--clock cpu|wall]
+[--estimator best|median] [--strict]``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import sys
 
 from .measure import Estimate
 from .report import render
-from .scenarios import FULL, QUICK, run_all
+from .scenarios import FULL, GROUPS, QUICK, SCENARIOS, run_all
 from .targets import verdicts
 
 __all__ = ["main"]
@@ -31,9 +32,18 @@ def main(argv: list[str] | None = None) -> int:
         default="best",
         help="best sample (default) or median of the per-round ratios",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[*SCENARIOS, *GROUPS],
+        default=list(SCENARIOS),
+        metavar="SCENARIO",
+        help=f"run only these scenarios: {', '.join(SCENARIOS)}, or the groups "
+        f"{' / '.join(GROUPS)} (default: all); targets of the others show n/a",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 1 if any target fails")
     args = parser.parse_args(argv)
-    results = run_all(QUICK if args.quick else FULL)
+    results = run_all(QUICK if args.quick else FULL, args.only)
     judged = Estimate(args.clock, args.estimator)
     checked = verdicts(results, judged)
     sys.stdout.write(render(results, checked, judged) + "\n")

@@ -6,6 +6,8 @@ Routes (HTTP/1.1, keep-alive):
   events (see :mod:`benchmarks.corpus`), chunked, one SSE event per chunk by default (like the
   OpenAI API). Bodies are rendered once per size and cached; serving one is a dict lookup and a
   ``transport.write``.
+* ``POST /s/{deltas}/v1/chat/completions`` -- a streamed chat completion with ``deltas`` content
+  deltas (role chunk, deltas, finish chunk, usage chunk, ``data: [DONE]``), cached the same way.
 * ``GET /stats`` -- JSON counters and the server's own CPU time, so the harness can show that the
   server was never the bottleneck.
 
@@ -25,7 +27,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from .corpus import render_chunked
+from .corpus import render_chat_chunked, render_chunked
 
 __all__ = ["ServerProcess", "stream_url"]
 
@@ -36,6 +38,9 @@ _HEAD = (
     b"x-request-id: req_bench\r\n\r\n"
 )
 _ROUTE = re.compile(rb"^/s/(\d+)/")
+_CHAT = b"/chat/completions"
+Body = tuple[str, int]
+"""A body's key: the API (``responses`` or ``chat``) and the number of deltas."""
 _LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
 _NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n"
 
@@ -61,7 +66,7 @@ class _Stats:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, bodies: dict[int, bytes], stats: _Stats, per_chunk: int) -> None:
+    def __init__(self, bodies: dict[Body, bytes], stats: _Stats, per_chunk: int) -> None:
         self._bodies = bodies
         self._stats = stats
         self._per_chunk = per_chunk
@@ -94,17 +99,19 @@ class _Connection(asyncio.Protocol):
         if route is None:
             self._transport.write(_NOT_FOUND)
             return
-        deltas = int(route.group(1))
-        body = self._bodies.get(deltas)
+        api = "chat" if path.split(b"?", 1)[0].endswith(_CHAT) else "responses"
+        key = (api, int(route.group(1)))
+        body = self._bodies.get(key)
         if body is None:
-            body = self._bodies[deltas] = _HEAD + render_chunked(deltas, self._per_chunk)
+            render = render_chat_chunked if key[0] == "chat" else render_chunked
+            body = self._bodies[key] = _HEAD + render(key[1], self._per_chunk)
         stats.requests += 1
         stats.bytes += len(body)
         self._transport.write(body)
 
 
 async def _serve(port: int, per_chunk: int, sizes: list[int]) -> None:
-    bodies = {n: _HEAD + render_chunked(n, per_chunk) for n in sizes}
+    bodies = {("responses", n): _HEAD + render_chunked(n, per_chunk) for n in sizes}
     stats = _Stats()
     loop = asyncio.get_running_loop()
     server = await loop.create_server(

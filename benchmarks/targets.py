@@ -9,7 +9,7 @@ from typing import Literal
 from .measure import ESTIMATES, Estimate, ratio
 from .scenarios import CONTROL, Results
 
-__all__ = ["Verdict", "noise_floor", "verdicts"]
+__all__ = ["Figure", "Verdict", "figures", "noise_floor", "verdicts"]
 
 Status = Literal["PASS", "FAIL", "n/a"]
 
@@ -151,4 +151,80 @@ def verdicts(results: Results, judged: Estimate) -> list[Verdict]:
             4,
             at_least=True,
         ),
+        row(
+            f"Chat: per chunk vs floor ({sizes.chat_long_deltas:,} content deltas)",
+            "chat-long",
+            "tracedllm-chat",
+            "floor-chat",
+            1.1,
+        ),
+        row(
+            f"Chat: per request vs floor ({sizes.chat_short_deltas} content deltas each)",
+            "chat-short",
+            "tracedllm-chat",
+            "floor-chat",
+            1.3,
+        ),
     ]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A ratio the report shows without a goal."""
+
+    figure: str
+    measured: str
+    others: str
+
+
+def figures(results: Results, judged: Estimate) -> list[Figure]:
+    """Chat Completions ratios reported beside the targets, without a goal of their own."""
+    sizes = results.sizes
+    rows = (
+        (
+            "Chat: openai-python + genai-openai vs tracedllm, per chunk",
+            "chat-long",
+            "openai+otel-chat",
+            "tracedllm-chat",
+        ),
+        (
+            "Chat: openai-python + genai-openai vs tracedllm, per request",
+            "chat-short",
+            "openai+otel-chat",
+            "tracedllm-chat",
+        ),
+        (
+            "Chat: openai-python + genai-openai vs openai-python, per chunk",
+            "chat-long",
+            "openai+otel-chat",
+            "openai-chat",
+        ),
+        (
+            "Chat: traced vs no provider (long)",
+            "chat-long",
+            "tracedllm-chat",
+            "tracedllm-chat-no-provider",
+        ),
+        (
+            "Chat: traced vs no provider (short)",
+            "chat-short",
+            "tracedllm-chat",
+            "tracedllm-chat-no-provider",
+        ),
+        (
+            f"Chat: async, {sizes.async_concurrency} concurrent streams vs async floor",
+            "chat-async",
+            "tracedllm-chat-async",
+            "floor-chat-async",
+        ),
+    )
+    found = []
+    for title, scenario, a, b in rows:
+        measured = _ratio(results, scenario, a, b, judged)
+        others = ", ".join(
+            f"{how.name} {value:.2f}x"
+            for how in ESTIMATES
+            if how != judged and (value := _ratio(results, scenario, a, b, how)) is not None
+        )
+        found.append(Figure(title, "n/a" if measured is None else f"{measured:.2f}x", others))
+    return found

@@ -1,4 +1,8 @@
-"""The clients under test, by name. Modules are imported lazily: openai is optional."""
+"""The clients under test, by name. Modules are imported lazily: openai is optional.
+
+Names ending ``-chat`` (or ``-chat-async``) stream Chat Completions
+(``POST .../chat/completions``); the others stream the Responses API.
+"""
 
 from __future__ import annotations
 
@@ -23,38 +27,50 @@ def _floor_async(url: str) -> AsyncDriver:
     return FloorAsync(url)
 
 
-def _ours_sync(mode: Mode, with_metrics: bool = False) -> DriverFactory:
+def _floor_chat_sync(url: str) -> SyncDriver:
+    from .floor import FloorChatSync
+
+    return FloorChatSync(url)
+
+
+def _floor_chat_async(url: str) -> AsyncDriver:
+    from .floor import FloorChatAsync
+
+    return FloorChatAsync(url)
+
+
+def _ours_sync(mode: Mode, with_metrics: bool = False, chat: bool = False) -> DriverFactory:
     def build(url: str) -> SyncDriver:
-        from .ours import OursSync
+        from .ours import OursChatSync, OursSync
 
-        return OursSync(url, mode, with_metrics)
+        return (OursChatSync if chat else OursSync)(url, mode, with_metrics)
 
     return build
 
 
-def _ours_async(mode: Mode) -> DriverFactory:
+def _ours_async(mode: Mode, chat: bool = False) -> DriverFactory:
     def build(url: str) -> AsyncDriver:
-        from .ours import OursAsync
+        from .ours import OursAsync, OursChatAsync
 
-        return OursAsync(url, mode)
+        return (OursChatAsync if chat else OursAsync)(url, mode)
 
     return build
 
 
-def _openai_sync(instrumented: bool) -> DriverFactory:
+def _openai_sync(instrumented: bool, chat: bool = False) -> DriverFactory:
     def build(url: str) -> SyncDriver:
-        from .openai_sdk import OpenAISync
+        from .openai_sdk import OpenAIChatSync, OpenAISync
 
-        return OpenAISync(url, instrumented)
+        return (OpenAIChatSync if chat else OpenAISync)(url, instrumented)
 
     return build
 
 
-def _openai_async(instrumented: bool) -> DriverFactory:
+def _openai_async(instrumented: bool, chat: bool = False) -> DriverFactory:
     def build(url: str) -> AsyncDriver:
-        from .openai_sdk import OpenAIAsync
+        from .openai_sdk import OpenAIAsync, OpenAIChatAsync
 
-        return OpenAIAsync(url, instrumented)
+        return (OpenAIChatAsync if chat else OpenAIAsync)(url, instrumented)
 
     return build
 
@@ -76,6 +92,24 @@ SPECS: dict[str, DriverSpec] = {
         DriverSpec("tracedllm-async-no-provider", "async", _ours_async("noop")),
         DriverSpec("openai-async", "async", _openai_async(False), _OPENAI),
         DriverSpec("openai+otel-async", "async", _openai_async(True), _OPENAI_OTEL, traced=True),
+        DriverSpec("floor-chat", "sync", _floor_chat_sync, ("httpx_sse",)),
+        DriverSpec("tracedllm-chat", "sync", _ours_sync("sdk", chat=True), traced=True),
+        DriverSpec("tracedllm-chat-no-provider", "sync", _ours_sync("noop", chat=True)),
+        DriverSpec("openai-chat", "sync", _openai_sync(False, chat=True), _OPENAI),
+        DriverSpec(
+            "openai+otel-chat", "sync", _openai_sync(True, chat=True), _OPENAI_OTEL, traced=True
+        ),
+        DriverSpec("floor-chat-async", "async", _floor_chat_async, ("httpx_sse",)),
+        DriverSpec("tracedllm-chat-async", "async", _ours_async("sdk", chat=True), traced=True),
+        DriverSpec("tracedllm-chat-async-no-provider", "async", _ours_async("noop", chat=True)),
+        DriverSpec("openai-chat-async", "async", _openai_async(False, chat=True), _OPENAI),
+        DriverSpec(
+            "openai+otel-chat-async",
+            "async",
+            _openai_async(True, chat=True),
+            _OPENAI_OTEL,
+            traced=True,
+        ),
     )
 }
 

@@ -8,9 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["AsyncDriver", "DriverFactory", "DriverSpec", "SyncDriver"]
+__all__ = ["MESSAGES", "PROMPT", "AsyncDriver", "DriverFactory", "DriverSpec", "SyncDriver"]
 
 PROMPT = "Tell me a long story about a bear."
+MESSAGES = [{"role": "user", "content": PROMPT}]
+"""The Chat Completions drivers' ``messages``."""
 
 
 class SyncDriver(ABC):

@@ -1,7 +1,9 @@
 """tracedllm under test: traced (SDK), no provider (no-op), sampled off, SDK disabled.
 
 Metrics go to the global meter provider (a no-op unless configured), except with
-``with_metrics``, which adds an SDK ``MeterProvider``.
+``with_metrics``, which adds an SDK ``MeterProvider``. The Chat Completions drivers iterate every
+chunk of ``client.chat.completions.stream()`` and then take the accumulated text from
+``get_final_completion()`` (the library accumulates as it streams; the floor joins the deltas).
 """
 
 from __future__ import annotations
@@ -9,10 +11,10 @@ from __future__ import annotations
 import tracedllm
 
 from ..corpus import MODEL
-from .base import PROMPT, AsyncDriver, SyncDriver
+from .base import MESSAGES, PROMPT, AsyncDriver, SyncDriver
 from .telemetry import Mode, Telemetry
 
-__all__ = ["OursAsync", "OursSync"]
+__all__ = ["OursAsync", "OursChatAsync", "OursChatSync", "OursSync"]
 
 
 class OursSync(SyncDriver):
@@ -67,3 +69,27 @@ class OursAsync(AsyncDriver):
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+class OursChatSync(OursSync):
+    """``client.chat.completions.stream()``, iterating every typed chunk."""
+
+    def stream(self) -> int:
+        count = 0
+        with self._client.chat.completions.stream(model=MODEL, messages=MESSAGES) as chunks:
+            for _ in chunks:
+                count += 1
+            self.text = chunks.get_final_completion().choices[0].message.content
+        return count
+
+
+class OursChatAsync(OursAsync):
+    """The asyncio twin of :class:`OursChatSync`."""
+
+    async def stream(self) -> int:
+        count = 0
+        async with self._client.chat.completions.stream(model=MODEL, messages=MESSAGES) as chunks:
+            async for _ in chunks:
+                count += 1
+            self.text = (await chunks.get_final_completion()).choices[0].message.content
+        return count
