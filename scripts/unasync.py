@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "tracedllm"
-SOURCES = ("client.py", "stream.py")
+SOURCES = ("client.py", "stream.py", "transport.py")
 
 SUBSTITUTIONS = (
     (r"\basync def\b", "def"),
@@ -30,8 +30,11 @@ SUBSTITUTIONS = (
     (r"\b__aiter__\b", "__iter__"),
     (r"\b__anext__\b", "__next__"),
     (r"\bStopAsyncIteration\b", "StopIteration"),
+    (r"\bAsyncByteStream\b", "SyncByteStream"),  # httpx.ByteStream is another class
+    (r"\bhandle_async_request\b", "handle_request"),
+    (r"\btraced_async_http_client\b", "traced_http_client"),
     (r"\bAwaitable, ", ""),
-    (r"\bAwaitable\[(\w+)\]", r"\1"),
+    (r"\bAwaitable\[([\w.]+)\]", r"\1"),
     (r"\bAsync([A-Z]\w*)", r"\1"),  # AsyncClient -> Client, AsyncIterator -> Iterator...
     (r"\baclose_soon\b", "close_soon"),
     (r"\babounded_chunks\b", "bounded_chunks"),
@@ -55,15 +58,17 @@ def unasync(source: str, name: str) -> str:
 
 
 def _format(text: str, name: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--stdin-filename", f"_sync/{name}", "-"],
-        input=text,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=PACKAGE.parents[1],
-    )
-    return result.stdout
+    """Sort the imports (the substitutions rename some), then format, as ruff would."""
+    for command in (["check", "--select", "I", "--fix", "--quiet"], ["format"]):
+        text = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, "--stdin-filename", f"_sync/{name}", "-"],
+            input=text,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=PACKAGE.parents[1],
+        ).stdout
+    return text
 
 
 def main(argv: list[str]) -> int:

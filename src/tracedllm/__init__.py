@@ -14,6 +14,7 @@ from ._async.client import (
     AsyncResponseStreamManager,
 )
 from ._async.stream import AsyncChatCompletionStream, AsyncResponseStream
+from ._async.transport import AsyncTracingTransport, traced_async_http_client
 from ._sync.client import (
     Chat,
     ChatCompletions,
@@ -23,6 +24,7 @@ from ._sync.client import (
     ResponseStreamManager,
 )
 from ._sync.stream import ChatCompletionStream, ResponseStream
+from ._sync.transport import TracingTransport, traced_http_client
 from ._version import __version__
 from .chat import (
     ChatChoice,
@@ -85,6 +87,7 @@ __all__ = [
     "AsyncResponseStream",
     "AsyncResponseStreamManager",
     "AsyncResponses",
+    "AsyncTracingTransport",
     "AuthenticationError",
     "BadRequestError",
     "Chat",
@@ -126,6 +129,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "TracedLLMError",
+    "TracingTransport",
     "UnexpectedContentTypeError",
     "UnknownEvent",
     "UnprocessableEntityError",
@@ -136,4 +140,6 @@ __all__ = [
     "parse_chat_sse",
     "parse_event",
     "parse_sse",
+    "traced_async_http_client",
+    "traced_http_client",
 ]

@@ -57,6 +57,7 @@ class ClientBase(Generic[HttpClientT]):
         deadline: float | None = None,
         idle_timeout: float | None = None,
         stream_usage: bool = True,
+        max_resumes: int = 3,
     ) -> None:
         self.config = ClientConfig.create(
             api_key=api_key,
@@ -72,6 +73,7 @@ class ClientBase(Generic[HttpClientT]):
             deadline=deadline,
             idle_timeout=idle_timeout,
             stream_usage=stream_usage,
+            max_resumes=max_resumes,
         )
         config = self.config
         self.tracing = Tracing(

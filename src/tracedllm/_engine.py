@@ -35,19 +35,21 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final, Generic, TypeVar
 
 from pydantic import ValidationError
 
 from . import attributes as attr
 from . import events as ev
+from ._http import retry_delay
 from ._safety import Redactor
 from ._sse import SSEDecoder
 from .accumulator import Accumulator
 from .chat import ChatCompletion
 from .errors import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     EventTooLargeError,
     ResponseCancelledError,
@@ -64,6 +66,7 @@ __all__ = [
     "FINISHED",
     "NEED_DATA",
     "READ_AFTER_TERMINAL",
+    "RESUME",
     "WAIT_AFTER_TERMINAL",
     "EngineBase",
     "Signal",
@@ -88,6 +91,7 @@ class State(enum.Enum):
     """Where a stream is; see the module docstring for the legal order."""
 
     STREAMING = "streaming"
+    RESUMING = "resuming"
     SETTLING = "settling"
     DRAINING = "draining"
     DONE = "done"
@@ -98,16 +102,21 @@ class Signal(enum.Enum):
 
     NEED_DATA = "need data"
     FINISHED = "finished"
+    RESUME = "resume"
 
 
 NEED_DATA: Final = Signal.NEED_DATA
 FINISHED: Final = Signal.FINISHED
+RESUME: Final = Signal.RESUME
+"""A background stream broke: open its continuation (:meth:`StreamEngine.next_resume`)."""
+_OPEN: Final = frozenset({State.STREAMING, State.SETTLING, State.RESUMING})
 _STREAMING: Final = State.STREAMING  # module constants: the hot path skips the enum lookups
 _SETTLING: Final = State.SETTLING
 _DRAINING: Final = State.DRAINING
 
 _DONE_MARKER = b"[DONE]"
 _NOT_COMPLETED = frozenset({"incomplete", "failed", "cancelled"})
+_OVER = _NOT_COMPLETED | {"completed"}
 """Statuses of a ``response.completed`` event's response that make it a failure."""
 EventT = TypeVar("EventT")
 ResultT = TypeVar("ResultT", Response, ChatCompletion)
@@ -135,6 +144,7 @@ class EngineBase(Generic[EventT, ResultT]):
         deadline_at: the ``clock()`` time by which the whole call must be over.
         idle_timeout: seconds allowed without an event (comments and bytes do not count).
         redactor: the request's secrets, scrubbed from the error before it is recorded or raised.
+        record_usage: record the token usage (on the span and the metric).
 
     Attributes:
         state: the current :class:`State`.
@@ -164,6 +174,7 @@ class EngineBase(Generic[EventT, ResultT]):
         "_payloads",
         "_pending",
         "_received_after",
+        "_record_usage",
         "_redactor",
         "_started_at",
         "_timed",
@@ -175,6 +186,7 @@ class EngineBase(Generic[EventT, ResultT]):
         "events",
         "final",
         "recorder",
+        "resumes",
         "skipped",
         "state",
     )
@@ -193,13 +205,16 @@ class EngineBase(Generic[EventT, ResultT]):
         deadline_at: float | None = None,
         idle_timeout: float | None = None,
         redactor: Redactor | None = None,
+        record_usage: bool = True,
     ) -> None:
         self.state = State.STREAMING
+        self._record_usage = record_usage
         self.recorder = recorder
         self.final: ResultT | None = None
         self.error: BaseException | None = None
         self.events = 0
         self.skipped = 0
+        self.resumes = 0
         self._decoder = SSEDecoder(max_event_bytes)
         self._head: list[bytes] | None = []  # the body's chunks until its first event
         self._head_size = 0
@@ -289,6 +304,8 @@ class EngineBase(Generic[EventT, ResultT]):
         if self.state is State.SETTLING:
             self._settle()
             return
+        if self._resume_on(error):
+            return
         raise self.fail(error)
 
     def fail(self, error: BaseException) -> BaseException:
@@ -298,7 +315,7 @@ class EngineBase(Generic[EventT, ResultT]):
             error = self._failing
         elif isinstance(error, APITimeoutError) and error.response is None:
             error.response = self._partial()
-        if self.state is State.STREAMING or self.state is State.SETTLING:
+        if self.state in _OPEN:
             self._end(error.response if isinstance(error, StreamError) else None, error=error)
         self.state = State.DONE
         self._pending = None
@@ -312,7 +329,7 @@ class EngineBase(Generic[EventT, ResultT]):
         if self.state is State.SETTLING:
             assert self._failing is not None
             self.fail(self._failing)
-        elif self.state is State.STREAMING:
+        elif self.state is State.STREAMING or self.state is State.RESUMING:
             self._end(self._partial(), outcome=outcome)
             self.state = State.DONE
 
@@ -350,6 +367,8 @@ class EngineBase(Generic[EventT, ResultT]):
                     return NEED_DATA
             elif state is _DRAINING:
                 return NEED_DATA
+            elif state is State.RESUMING:
+                return RESUME
             else:
                 pending = self._pending
                 if pending is not None:
@@ -391,6 +410,10 @@ class EngineBase(Generic[EventT, ResultT]):
     def _end_of_input(self) -> None:
         """The body ended with nothing left to decode."""
         raise NotImplementedError
+
+    def _resume_on(self, error: StreamError | APIConnectionError) -> bool:  # noqa: ARG002
+        """Whether a break (``error``) is resumed instead of ending the stream."""
+        return False
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -498,6 +521,8 @@ class EngineBase(Generic[EventT, ResultT]):
         self.error = error
         if self.recorder is not None:
             extra: dict[str, Any] = {attr.TRACEDLLM_STREAM_EVENTS: self.events}
+            if self.resumes:
+                extra[attr.TRACEDLLM_STREAM_RESUMES] = self.resumes
             if self.skipped:
                 extra[attr.TRACEDLLM_STREAM_SKIPPED_EVENTS] = self.skipped
             if error is not None and not isinstance(error, ResponseIncompleteError):
@@ -509,25 +534,107 @@ class EngineBase(Generic[EventT, ResultT]):
                 self._metric_attributes_for(response or self._current()),
                 duration=self._clock() - self._started_at,
                 error_type=error_type(error) if error is not None else None,
-                usage=response.usage if response is not None else None,
+                usage=response.usage if response is not None and self._record_usage else None,
             )
 
 
 class StreamEngine(EngineBase[ev.Event, Response]):
     """The engine of a Responses API stream (see the module docstring)."""
 
-    __slots__ = ("accumulator",)
+    __slots__ = ("_broken", "_last_sequence", "_max_resumes", "accumulator")
 
     def __init__(
         self,
         recorder: SpanRecorder | None = None,
         metrics: GenAIMetrics | None = None,
         metric_attributes: dict[str, Any] | None = None,
+        *,
+        max_resumes: int = 0,
         **options: Any,
     ) -> None:
         super().__init__(recorder, metrics, metric_attributes, **options)
         self.accumulator = Accumulator()
         self._validate = validate_event
+        self._max_resumes = max_resumes
+        self._last_sequence: int | None = None
+        self._broken: StreamError | APIError | None = None
+
+    # --- resuming a background stream ------------------------------------------------------
+
+    @property
+    def last_sequence(self) -> int | None:
+        """The sequence number of the last event handed out (resume after it)."""
+        return self._last_sequence
+
+    @property
+    def response_id(self) -> str | None:
+        """The response's id, once ``response.created`` named it."""
+        response = self.accumulator.response
+        return response.id if response is not None else None
+
+    def _resume_on(self, error: StreamError | APIConnectionError) -> bool:
+        if not self._max_resumes or self.state is not State.STREAMING:
+            return False
+        if self.response_id is None:
+            return False  # nothing to resume yet: the server never named the response
+        if self._last_sequence is None:
+            error.args = (
+                f"{error} (not resumed: the stream has no sequence numbers to resume after)",
+            )
+            return False
+        self._broken = error
+        self.state = State.RESUMING
+        return True
+
+    def next_resume(self, headers: Mapping[str, str] | None = None) -> float:
+        """The delay before the next resume attempt (recorded as a ``tracedllm.resume`` span
+        event), after the break :data:`RESUME` announced or a failed attempt.
+
+        Args:
+            headers: the failed resume attempt's response headers (``retry-after``), if any.
+
+        Raises:
+            StreamError, APIConnectionError: the break, once ``max_resumes`` attempts are spent
+                or the deadline would pass (the span ends with it).
+        """
+        broken = self._broken
+        assert broken is not None and self.state is State.RESUMING
+        delay = None
+        if self.resumes < self._max_resumes:
+            delay = retry_delay(self.resumes, headers=headers)
+        deadline = self._deadline_at
+        if delay is not None and deadline is not None and self._clock() + delay >= deadline:
+            delay = None
+        if delay is None:
+            if isinstance(broken, StreamError | APITimeoutError) and broken.response is None:
+                broken.response = self._partial()
+            raise self.fail(broken)
+        self.resumes += 1
+        if self.recorder is not None:
+            self.recorder.add_event(
+                attr.TRACEDLLM_RESUME_EVENT,
+                {
+                    attr.TRACEDLLM_RESUME_ATTEMPT: self.resumes,
+                    attr.TRACEDLLM_RESUME_STARTING_AFTER: self._last_sequence,
+                    attr.ERROR_TYPE: error_type(broken),
+                    attr.TRACEDLLM_RETRY_DELAY: delay,
+                },
+            )
+        return delay
+
+    def resume_failed(self, error: StreamError | APIError) -> None:
+        """A resume attempt failed before its stream began (connection error, 5xx)."""
+        self._broken = error
+
+    def resumed(self) -> None:
+        """The continuation opened: its body follows (events already seen are dropped)."""
+        assert self.state is State.RESUMING
+        self._decoder = SSEDecoder(self._decoder.limit)
+        self._payloads.clear()
+        self._eof = False
+        self._head = []
+        self._head_size = 0
+        self.state = State.STREAMING
 
     def _partial(self) -> Response | None:
         return self.accumulator.partial()
@@ -535,11 +642,17 @@ class StreamEngine(EngineBase[ev.Event, Response]):
     def _current(self) -> Response | None:
         return self.accumulator.response
 
-    def receive_json(self, body: bytes) -> Response:
+    def receive_json(self, body: bytes, *, any_status: bool = False) -> Response:
         """A non-streaming answer: the whole response as one JSON object.
 
+        Args:
+            body: the JSON body.
+            any_status: a stored response (retrieved, cancelled): whatever its status, it is
+                the answer (finish reasons only once it is over); else its status decides the
+                outcome, as for a terminal event.
+
         Returns:
-            The final response (its status decides the outcome, as for a terminal event).
+            The response.
 
         Raises:
             StreamError: the response failed or is incomplete, the body is a JSON error object,
@@ -556,6 +669,16 @@ class StreamEngine(EngineBase[ev.Event, Response]):
                 response = event.response if event is not None else None
             if response is not None:
                 self.events = 1
+                if any_status:
+                    self.final = response
+                    if self.recorder is not None:
+                        if response.status in _OVER:
+                            self.recorder.terminal(response)
+                        else:
+                            self.recorder.response_started(response)
+                    self._end(response)
+                    self.state = State.DONE
+                    return response
                 if self._terminal(response, ev.EventKind.COMPLETED):
                     assert self.final is not None
                     return self.final
@@ -578,7 +701,9 @@ class StreamEngine(EngineBase[ev.Event, Response]):
             if self.state is State.SETTLING:
                 self._settle(then_drain=True)
             else:
-                self._failed(self._truncated("the stream sent [DONE]"), drain=True)
+                error = self._truncated("the stream sent [DONE]")
+                if not self._resume_on(error):
+                    self._failed(error, drain=True)
         elif stripped:  # an empty data line: nothing to decode, nothing lost
             self._skip("an undecodable stream event (%d bytes)", len(data))
         return None
@@ -590,6 +715,13 @@ class StreamEngine(EngineBase[ev.Event, Response]):
             self._head = None
         if self._idle_timeout is not None:
             self._last_event = self._clock()
+        if self._max_resumes:  # a background stream: a resumed one may repeat events
+            sequence = event.sequence_number
+            if sequence is not None:
+                if self._last_sequence is not None and sequence <= self._last_sequence:
+                    self.events -= 1
+                    return None
+                self._last_sequence = sequence
         kind = _KINDS[type(event)]
         if self.state is _SETTLING:
             if kind in _REFINING_KINDS:
@@ -696,7 +828,11 @@ class StreamEngine(EngineBase[ev.Event, Response]):
             self._settle()
             return
         error = self._error_body()
-        self._failed(error or self._truncated("the stream ended"), drain=False)
+        if error is None:
+            truncated = self._truncated("the stream ended")
+            if self._resume_on(truncated):
+                return
+        self._failed(error or truncated, drain=False)
 
 
 def json_error(body: bytes) -> ResponseFailedError | None:

@@ -35,7 +35,7 @@ from .errors import (
 from .metrics import GenAIMetrics, metric_attributes
 from .tracing import SpanRecorder, Tracing, instrumentation_suppressed
 
-__all__ = ["OPTION_NAMES", "Attempt", "RequestOptions", "connection_error"]
+__all__ = ["OPTION_NAMES", "Attempt", "RequestOptions", "StoredResponseCall", "connection_error"]
 
 OPTION_NAMES = frozenset(
     {"timeout", "deadline", "idle_timeout", "extra_headers", "extra_query", "extra_body"}
@@ -83,6 +83,31 @@ class RequestOptions:
         return cls(**given)
 
 
+@dataclass(frozen=True)
+class StoredResponseCall:
+    """A call on a stored response rather than a new one: retrieve (``GET``) or cancel.
+
+    Attributes:
+        operation: ``gen_ai.operation.name``: :data:`~tracedllm.attributes.OPERATION_RETRIEVE`
+            or :data:`~tracedllm.attributes.OPERATION_CANCEL`.
+        response_id: the response's id.
+        query: query parameters (``stream``, ``starting_after``).
+    """
+
+    operation: str
+    response_id: str
+    query: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        cancel = self.operation == attr.OPERATION_CANCEL
+        return f"responses/{self.response_id}" + ("/cancel" if cancel else "")
+
+    @property
+    def method(self) -> str:
+        return "POST" if self.operation == attr.OPERATION_CANCEL else "GET"
+
+
 class Attempt:
     """One request: what to send, the engine (and span) of its stream, the retry policy.
 
@@ -93,6 +118,7 @@ class Attempt:
         params: the API parameters, per-request options included (taken out).
         stream: what the request asks for (``"stream": true``), and the span records.
         chat: a Chat Completions request (``POST /chat/completions``); else Responses.
+        stored: a call on a stored response (retrieve, cancel) instead of a new one.
         clock: seconds, monotonic (the engine's clock too).
     """
 
@@ -105,16 +131,25 @@ class Attempt:
         *,
         stream: bool = True,
         chat: bool = False,
+        stored: StoredResponseCall | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         options = RequestOptions.take(params)
         endpoint = "chat/completions" if chat else "responses"
-        model = params.get("model")
-        if not isinstance(model, str) or not model:
-            call = "chat.completions" if chat else "responses"
-            raise TypeError(f"{call}.create() needs model=<a non-empty string>")
+        self.method = "POST"
+        query = options.extra_query
+        if stored is not None:
+            if not isinstance(stored.response_id, str) or not stored.response_id:
+                raise TypeError("a response id must be a non-empty string")
+            endpoint, self.method = stored.endpoint, stored.method
+            query = {**query, **stored.query}
+        else:
+            model = params.get("model")
+            if not isinstance(model, str) or not model:
+                call = "chat.completions" if chat else "responses"
+                raise TypeError(f"{call}.create() needs model=<a non-empty string>")
         self.config = config
-        self.url = config.url(endpoint, options.extra_query)
+        self.url = config.url(endpoint, query)
         self.shown_url = f"{config.base_url}/{endpoint}"
         """The URL for messages: without query string or credentials."""
         self.headers = config.headers
@@ -131,8 +166,9 @@ class Attempt:
         """Whether tracedllm asked for the usage chunk (``stream_options.include_usage``)."""
         if self.added_stream_options:
             body["stream_options"] = {"include_usage": True}
-        self.body = json.dumps(body).encode()
+        self.body = json.dumps(body).encode() if stored is None else None
         self._timeout = options.timeout
+        self._extra_query = options.extra_query
         deadline = options.deadline or config.deadline
         self.idle_timeout = options.idle_timeout or config.idle_timeout
         self._clock = clock
@@ -152,6 +188,10 @@ class Attempt:
             "deadline_at": self.deadline_at,
             "idle_timeout": self.idle_timeout,
         }
+        if not chat and stream and body.get("background") is True:
+            engine_options["max_resumes"] = config.max_resumes
+        if stored is not None:
+            engine_options["record_usage"] = False  # the tokens are the original call's
         if chat:
             choices = body.get("n")
             engine_options["choices"] = choices if isinstance(choices, int) and choices > 0 else 1
@@ -160,7 +200,12 @@ class Attempt:
             self.engine = engine_type(**engine_options)
         else:
             attributes = config.span_attributes(params, stream=stream, chat=chat)
-            recorder = SpanRecorder.start(tracing, attributes, params, chat=chat)
+            if stored is not None:
+                attributes[attr.GEN_AI_OPERATION_NAME] = stored.operation
+                attributes[attr.GEN_AI_RESPONSE_ID] = stored.response_id
+            recorder = SpanRecorder.start(
+                tracing, attributes, params, chat=chat, usage=stored is None
+            )
             self.engine = engine_type(
                 recorder, metrics, metric_attributes(attributes), **engine_options
             )
@@ -176,6 +221,28 @@ class Attempt:
         Raises:
             APITimeoutError: the deadline has passed.
         """
+        timeout = self._timeout_for(http)
+        if timeout is None:  # the http client's own timeout
+            return http.build_request(
+                self.method, self.url, content=self.body, headers=self.headers
+            )
+        return http.build_request(
+            self.method, self.url, content=self.body, headers=self.headers, timeout=timeout
+        )
+
+    def resume_request(
+        self, http: httpx.Client | httpx.AsyncClient, response_id: str, starting_after: int
+    ) -> httpx.Request:
+        """The request that continues a background stream after ``starting_after``."""
+        query = {"stream": "true", "starting_after": str(starting_after)}
+        url = self.config.url(f"responses/{response_id}", {**self._extra_query, **query})
+        headers = {key: value for key, value in self.headers.items() if key != "content-type"}
+        timeout = self._timeout_for(http)
+        if timeout is None:
+            return http.build_request("GET", url, headers=headers)
+        return http.build_request("GET", url, headers=headers, timeout=timeout)
+
+    def _timeout_for(self, http: httpx.Client | httpx.AsyncClient) -> httpx.Timeout | None:
         timeout: httpx.Timeout | None = self._timeout
         remaining = self.remaining()
         if remaining is not None or self.idle_timeout is not None:
@@ -183,11 +250,7 @@ class Attempt:
                 raise self.engine.fail(APITimeoutError("the deadline passed before a response"))
             limits = [value for value in (remaining, self.idle_timeout) if value is not None]
             timeout = _cut(timeout or http.timeout, min(limits), remaining)
-        if timeout is None:  # the http client's own timeout
-            return http.build_request("POST", self.url, content=self.body, headers=self.headers)
-        return http.build_request(
-            "POST", self.url, content=self.body, headers=self.headers, timeout=timeout
-        )
+        return timeout
 
     @contextmanager
     def sending(self) -> Iterator[None]:

@@ -33,10 +33,10 @@ class SSEDecoder:
         [b'[DONE]']
     """
 
-    __slots__ = ("_data", "_data_size", "_limit", "_line", "_line_size", "_pending_cr", "_start")
+    __slots__ = ("_data", "_data_size", "_line", "_line_size", "_pending_cr", "_start", "limit")
 
     def __init__(self, max_event_bytes: int | None = None) -> None:
-        self._limit = max_event_bytes
+        self.limit = max_event_bytes
         self._start: bytes | None = b""  # the first bytes, until it is known whether a BOM leads
         self._pending_cr = False
         self._line: list[bytes] = []  # the pieces of an unfinished line
@@ -98,8 +98,8 @@ class SSEDecoder:
             self._check(self._line_size + self._data_size)
 
     def _check(self, size: int) -> None:
-        if self._limit is not None and size > self._limit:
-            raise EventTooLargeError(self._limit)
+        if self.limit is not None and size > self.limit:
+            raise EventTooLargeError(self.limit)
 
     def _lines(self, lines: list[bytes]) -> list[bytes]:
         events: list[bytes] = []

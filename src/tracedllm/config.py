@@ -124,6 +124,7 @@ class ClientConfig:
     latest_conventions: bool
     max_event_bytes: int
     stream_usage: bool
+    max_resumes: int
     deadline: float | None
     idle_timeout: float | None
     headers: dict[str, str] = field(repr=False)
@@ -147,6 +148,7 @@ class ClientConfig:
         deadline: float | None = None,
         idle_timeout: float | None = None,
         stream_usage: bool = True,
+        max_resumes: int = 3,
     ) -> ClientConfig:
         """Resolve arguments against ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` and the defaults.
 
@@ -156,6 +158,7 @@ class ClientConfig:
         _check_count("max_retries", max_retries, 0)
         _check_count("max_event_bytes", max_event_bytes, 1)
         _check_count("max_content_length", max_content_length, 1)
+        _check_count("max_resumes", max_resumes, 0)
         if not isinstance(stream_usage, bool):
             raise TypeError(f"stream_usage must be True or False, got {stream_usage!r}")
         checked_timeout = check_timeout("timeout", timeout)
@@ -204,6 +207,7 @@ class ClientConfig:
             latest_conventions=latest_conventions(),
             max_event_bytes=max_event_bytes,
             stream_usage=stream_usage,
+            max_resumes=max_resumes,
             deadline=None if deadline is None else check_seconds("deadline", deadline),
             idle_timeout=None
             if idle_timeout is None

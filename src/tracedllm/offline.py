@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 from ._chat_engine import ChatEngine
-from ._engine import FINISHED, NEED_DATA, EngineBase, StreamEngine
+from ._engine import FINISHED, NEED_DATA, RESUME, EngineBase, StreamEngine
 from .chat import ChatCompletion, ChatCompletionChunk
 from .events import Event
 from .models import Response
@@ -64,5 +64,5 @@ def _events(engine: EngineBase[EventT, ResultT], body: str | bytes) -> Iterator[
     engine.receive_data(body.encode() if isinstance(body, str) else body)
     engine.receive_eof()
     while (step := engine.next_event()) is not FINISHED:
-        assert step is not NEED_DATA  # after the end of input, the engine needs nothing more
+        assert step is not NEED_DATA and step is not RESUME  # nothing more: the input ended
         yield step

@@ -313,6 +313,7 @@ class SpanRecorder:
         "_openai",
         "_start_attributes",
         "_tracing",
+        "_usage",
         "ended",
         "recording",
         "span",
@@ -332,6 +333,7 @@ class SpanRecorder:
         self._capture = tracing.capture if self.recording else CaptureMode.NO_CONTENT
         self._content: dict[str, Any] = {}
         self._start_attributes: Mapping[str, Any] = {}
+        self._usage = True
         # Attributes learnt while streaming go to the span in one call when it ends (they are
         # only exported then): one SDK call instead of one per attribute.
         self._attributes: dict[str, Any] = {}
@@ -344,6 +346,7 @@ class SpanRecorder:
         params: Mapping[str, Any] | None = None,
         *,
         chat: bool = False,
+        usage: bool = True,
     ) -> SpanRecorder:
         """Start the CLIENT span ``chat {model}`` (not made current).
 
@@ -352,9 +355,14 @@ class SpanRecorder:
             attributes: the span-start attributes (:func:`request_attributes`).
             params: the request parameters, for opt-in content capture.
             chat: the request is a Chat Completions one (``messages``, not ``input``).
+            usage: record token usage (not for calls on a stored response: its tokens are
+                the original call's).
         """
-        model = attributes.get(attr.GEN_AI_REQUEST_MODEL)
-        name = f"{attr.OPERATION_CHAT} {model}" if model else attr.OPERATION_CHAT
+        operation = attributes.get(attr.GEN_AI_OPERATION_NAME, attr.OPERATION_CHAT)
+        subject = attributes.get(attr.GEN_AI_REQUEST_MODEL) or attributes.get(
+            attr.GEN_AI_RESPONSE_ID
+        )
+        name = f"{operation} {subject}" if subject else str(operation)
         try:
             span = tracing.tracer.start_span(
                 telemetry_text(name),
@@ -367,6 +375,7 @@ class SpanRecorder:
         recorder = cls(span, tracing)
         recorder._openai = attributes.get(attr.GEN_AI_PROVIDER_NAME) in attr.OPENAI_PROVIDERS
         recorder._start_attributes = attributes
+        recorder._usage = usage
         if recorder._capture is not CaptureMode.NO_CONTENT and params is not None:
             recorder._record_input(params, chat)
         return recorder
@@ -475,7 +484,7 @@ class SpanRecorder:
             fingerprint = response.system_fingerprint
             if fingerprint:
                 attributes[attr.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
-        if response.usage is not None:
+        if response.usage is not None and self._usage:
             attributes.update(usage_attributes(response.usage, latest=self._tracing.latest))
         self._attributes.update(attributes)
 

@@ -13,12 +13,13 @@ from typing import Any, Generic, Literal, TypeVar, overload
 
 import httpx
 
+from .. import attributes as attr
 from .._base import ClientBase
 from .._chat_engine import ChatEngine
 from .._engine import StreamEngine
 from .._http import MAX_ERROR_BODY, status_error
 from .._io import asleep
-from .._request import Attempt, connection_error
+from .._request import Attempt, StoredResponseCall, connection_error
 from ..chat import ChatCompletion
 from ..errors import TracedLLMError
 from ..models import Response
@@ -42,10 +43,18 @@ class AsyncApiBase:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    def _attempt(self, params: dict[str, Any], *, stream: bool) -> Attempt:
+    def _attempt(
+        self, params: dict[str, Any], *, stream: bool, stored: StoredResponseCall | None = None
+    ) -> Attempt:
         client = self._client
         return Attempt(
-            client.config, client.tracing, client.metrics, params, stream=stream, chat=self._chat
+            client.config,
+            client.tracing,
+            client.metrics,
+            params,
+            stream=stream,
+            chat=self._chat,
+            stored=stored,
         )
 
     async def _send(self, attempt: Attempt) -> tuple[httpx.Response, bool]:
@@ -73,9 +82,11 @@ class AsyncApiBase:
             attempt.engine.fail(exc)
             raise
 
-    async def _opened(self, params: dict[str, Any]) -> tuple[Attempt, httpx.Response]:
+    async def _opened(
+        self, params: dict[str, Any], *, stored: StoredResponseCall | None = None
+    ) -> tuple[Attempt, httpx.Response]:
         """A streaming request sent, its 2xx answer an event stream."""
-        attempt = self._attempt(params, stream=True)
+        attempt = self._attempt(params, stream=True, stored=stored)
         response, is_json = await self._send(attempt)
         if is_json:
             body = await _read_body(attempt, response, MAX_ERROR_BODY)
@@ -120,6 +131,68 @@ class AsyncResponses(AsyncApiBase):
             return await self._open({"model": model, **params})
         return await self._answer({"model": model, **params})
 
+    @overload
+    async def retrieve(
+        self,
+        response_id: str,
+        *,
+        stream: Literal[True],
+        starting_after: int | None = None,
+        **options: Any,
+    ) -> AsyncResponseStream: ...
+    @overload
+    async def retrieve(
+        self, response_id: str, *, stream: Literal[False] = False, **options: Any
+    ) -> Response: ...
+
+    async def retrieve(
+        self,
+        response_id: str,
+        *,
+        stream: bool = False,
+        starting_after: int | None = None,
+        **options: Any,
+    ) -> AsyncResponseStream | Response:
+        """Get a stored response (``GET /responses/{id}``): to poll a background response, or
+        with ``stream=True`` to stream its events, after the event ``starting_after`` if given.
+
+        Its span is ``retrieve_response {id}`` (no token usage: the tokens are the original
+        call's). ``options`` are the per-request options (``timeout``, ``extra_headers``...).
+        """
+        if not isinstance(stream, bool):
+            raise TypeError(f"stream must be True or False, got {stream!r}")
+        query = {"stream": "true"} if stream else {}
+        if starting_after is not None:
+            if isinstance(starting_after, bool) or not isinstance(starting_after, int):
+                raise TypeError(f"starting_after must be an int, got {starting_after!r}")
+            query["starting_after"] = str(starting_after)
+        stored = StoredResponseCall(attr.OPERATION_RETRIEVE, response_id, query)
+        if stream:
+            attempt, response = await self._opened(dict(options), stored=stored)
+            assert isinstance(attempt.engine, StreamEngine)
+            return AsyncResponseStream(attempt.engine, response)
+        return await self._stored(stored, options)
+
+    async def cancel(self, response_id: str, **options: Any) -> Response:
+        """Cancel a background response (``POST /responses/{id}/cancel``; idempotent): the
+        response, with status ``cancelled`` (or its final status, if it had finished).
+
+        Its span is ``cancel_response {id}``.
+        """
+        stored = StoredResponseCall(attr.OPERATION_CANCEL, response_id)
+        return await self._stored(stored, options)
+
+    async def _stored(self, stored: StoredResponseCall, options: dict[str, Any]) -> Response:
+        """A JSON call on a stored response: the response, whatever its status."""
+        attempt = self._attempt(dict(options), stream=False, stored=stored)
+        engine = attempt.engine
+        assert isinstance(engine, StreamEngine)
+        response, is_json = await self._send(attempt)
+        body = await self._json_body(attempt, response)
+        if not is_json:
+            raise engine.fail(attempt.json_answer(response, body))
+        return engine.receive_json(body, any_status=True)
+
     def stream(self, *, model: str, **params: Any) -> AsyncResponseStreamManager:
         """Like ``create(stream=True)``, as ``async with client.responses.stream(...) as s:``."""
         return AsyncResponseStreamManager(functools.partial(self._open, {"model": model, **params}))
@@ -127,7 +200,38 @@ class AsyncResponses(AsyncApiBase):
     async def _open(self, params: dict[str, Any]) -> AsyncResponseStream:
         attempt, response = await self._opened(params)
         assert isinstance(attempt.engine, StreamEngine)
-        return AsyncResponseStream(attempt.engine, response)
+        resume = functools.partial(self._continuation, attempt)
+        return AsyncResponseStream(attempt.engine, response, resume)
+
+    async def _continuation(
+        self, attempt: Attempt, response_id: str, starting_after: int
+    ) -> httpx.Response:
+        """The rest of a background stream, after the event ``starting_after``.
+
+        Raises:
+            APIStatusError: a non-2xx answer (404: expired, or never stored).
+            APIConnectionError: no answer.
+        """
+        http = self._client._current_http()
+        request = attempt.resume_request(http, response_id, starting_after)
+        try:
+            with attempt.sending():
+                response = await http.send(request, stream=True)
+        except httpx.TransportError as exc:
+            raise connection_error(exc, attempt.shown_url) from exc
+        if not response.is_success:
+            body = await _read_body(attempt, response, MAX_ERROR_BODY)
+            error = status_error(response.status_code, response.headers, body)
+            if response.status_code == 404:
+                error.args = (
+                    f"{error} (resuming background response {response_id}: it expired, or "
+                    "was not stored: background responses need store=true)",
+                )
+            raise error
+        if attempt.check(response):
+            body = await _read_body(attempt, response, MAX_ERROR_BODY)
+            raise attempt.json_answer(response, body)
+        return response
 
     async def _answer(self, params: dict[str, Any]) -> Response:
         attempt = self._attempt(params, stream=False)
@@ -289,6 +393,10 @@ class AsyncClient(ClientBase[httpx.AsyncClient]):
         deadline: seconds for the whole call (retries, headers and the stream); none by default.
         idle_timeout: seconds allowed between two stream events (keep-alive comments do not
             count); none by default.
+        stream_usage: Chat Completions: ask for the usage chunk when streaming (default
+            ``True``; ``stream_options`` given by the request win).
+        max_resumes: how many times a background stream (``background=True``) resumes after a
+            dropped connection before giving up (default 3; ``0``: never).
 
     Per request, ``create()`` and ``stream()`` also take ``timeout``, ``deadline``,
     ``idle_timeout``, ``extra_headers``, ``extra_query`` and ``extra_body`` (merged into the JSON

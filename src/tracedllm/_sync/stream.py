@@ -11,7 +11,7 @@ stream dropped without being closed, when it is garbage-collected (``tracedllm.s
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -19,11 +19,11 @@ import httpx
 from typing_extensions import Self
 
 from .. import attributes as attr
-from .._engine import FINISHED, NEED_DATA, EngineBase, State
-from .._io import body_chunks, bounded_chunks, close_soon, content_encoded
+from .._engine import FINISHED, NEED_DATA, RESUME, EngineBase, State, StreamEngine
+from .._io import body_chunks, bounded_chunks, close_soon, content_encoded, sleep
 from ..chat import ChatCompletion, ChatCompletionChunk
 from ..choices import Choice, ChoiceMapper
-from ..errors import APIConnectionError, APITimeoutError, ContentDecodingError
+from ..errors import APIConnectionError, APIStatusError, APITimeoutError, ContentDecodingError
 from ..events import Event
 from ..models import Response
 
@@ -78,8 +78,21 @@ class StreamBase(Generic[EventT, ResultT]):
             elif step is FINISHED:
                 self._release()
                 raise StopIteration
+            elif step is RESUME:
+                self._resume()
             else:
                 return step
+
+    def _resume(self) -> None:
+        """Open the continuation of a broken stream (only a background Responses stream)."""
+        raise AssertionError("only a background Responses stream resumes")
+
+    def _continue_with(self, response: httpx.Response) -> None:
+        """Read the body of ``response`` from now on (the previous one is released)."""
+        self._response = response
+        self._chunks = body_chunks(response)
+        self._bounded = None
+        self._released = False
 
     def _receive(self) -> None:
         """Read one chunk into the engine: the body's bytes, its end, or what went wrong."""
@@ -170,6 +183,42 @@ class ResponseStream(StreamBase[Event, Response]):
         ...             print(event.delta, end="")
         ...     final = stream.get_final_response()
     """
+
+    def __init__(
+        self,
+        engine: StreamEngine,
+        response: httpx.Response,
+        resume: Callable[[str, int], httpx.Response] | None = None,
+    ) -> None:
+        super().__init__(engine, response)
+        self._stream_engine = engine
+        self._open_continuation = resume
+
+    def _resume(self) -> None:
+        engine = self._stream_engine
+        resume = self._open_continuation
+        self._release()  # the broken connection goes
+        try:
+            while True:
+                delay = engine.next_resume()  # raises once resuming is spent
+                sleep(delay)
+                response_id, after = engine.response_id, engine.last_sequence
+                assert resume is not None and response_id is not None and after is not None
+                try:
+                    response = resume(response_id, after)
+                except APIStatusError as error:
+                    if error.status_code < 500 and error.status_code not in (408, 409, 429):
+                        raise engine.fail(error) from None
+                    engine.resume_failed(error)
+                except APIConnectionError as error:
+                    engine.resume_failed(error)
+                else:
+                    engine.resumed()
+                    self._continue_with(response)
+                    return
+        except BaseException as exc:
+            engine.fail(exc)  # cancellation during the wait; a no-op for a recorded failure
+            raise
 
     def get_final_response(self) -> Response:
         """Read the rest of the stream and return the final response.

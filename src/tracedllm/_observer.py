@@ -1,0 +1,269 @@
+"""The pure half of the tracing transport: which requests are traced, and what the answer's bytes
+(as the SDK above reads them) say.
+
+:class:`Observer` starts the span and the engine of a ``POST .../responses`` or
+``POST .../chat/completions`` request from its body; :class:`Exchange` is fed the answer's bytes
+one piece at a time, as the SDK reads them, and ends the span as the engine decides. Nothing
+here reads or writes a socket, and nothing changes what the SDK sees.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from opentelemetry import _logs, metrics, trace
+
+from . import attributes as attr
+from ._chat_engine import ChatEngine
+from ._content import MAX_TEXT_LENGTH, ContentMapper, capture_mode
+from ._engine import FINISHED, NEED_DATA, StreamEngine
+from ._http import MAX_ERROR_BODY, is_event_stream, status_error
+from ._request import connection_error
+from ._safety import Redactor
+from .config import DEFAULT_MAX_EVENT_BYTES, latest_conventions, provider_for_host
+from .errors import ContentDecodingError, TracedLLMError, UnexpectedContentTypeError
+from .metrics import GenAIMetrics, metric_attributes
+from .tracing import (
+    SpanRecorder,
+    Tracing,
+    get_event_logger,
+    get_tracer,
+    instrumentation_suppressed,
+    request_attributes,
+)
+
+__all__ = ["Exchange", "Observer"]
+
+logger = logging.getLogger("tracedllm")
+
+_RETRY_COUNT_HEADER = "x-stainless-retry-count"
+"""openai-python's count of earlier attempts of the same call."""
+_SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "proxy-authorization")
+
+
+class Observer:
+    """Decides which requests are traced and starts their span (one per attempt)."""
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: trace.TracerProvider | None = None,
+        meter_provider: metrics.MeterProvider | None = None,
+        logger_provider: _logs.LoggerProvider | None = None,
+        provider_name: str | None = None,
+        capture_content: bool | str | None = None,
+        max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+        max_content_length: int = MAX_TEXT_LENGTH,
+    ) -> None:
+        capture = capture_mode(capture_content)
+        self._tracing = Tracing(
+            tracer=get_tracer(tracer_provider),
+            capture=capture,
+            content=ContentMapper(max_content_length),
+            event_logger=get_event_logger(logger_provider) if capture.as_event else None,
+            latest=latest_conventions(),
+        )
+        self._metrics = GenAIMetrics(meter_provider)
+        self._provider_name = provider_name
+        self._max_event_bytes = max_event_bytes
+
+    def start(self, request: httpx.Request) -> Exchange | None:
+        """The exchange of a traced request (its span started, not current), else ``None``.
+
+        Never raises: a request tracedllm cannot read is passed through untraced.
+        """
+        if request.method != "POST":
+            return None
+        path = request.url.path.rstrip("/")
+        chat = path.endswith("/chat/completions")
+        if not chat and not path.endswith("/responses"):
+            return None
+        try:
+            params = json.loads(request.content)
+        except (httpx.RequestNotRead, ValueError):  # a streamed or non-JSON body
+            return None
+        if not isinstance(params, dict) or instrumentation_suppressed():
+            return None
+        try:
+            return self._start(request, params, chat)
+        except Exception:  # telemetry never breaks the SDK's call
+            logger.debug("tracedllm could not start a span for a request", exc_info=True)
+            return None
+
+    def _start(self, request: httpx.Request, params: dict[str, Any], chat: bool) -> Exchange:
+        url = request.url
+        host = url.host
+        attributes = request_attributes(
+            params,
+            provider_name=self._provider_name or provider_for_host(host),
+            server_address=host,
+            server_port=url.port or (443 if url.scheme == "https" else 80),
+            stream=params.get("stream") is True,
+            latest=self._tracing.latest,
+            chat=chat,
+        )
+        retries = request.headers.get(_RETRY_COUNT_HEADER, "")
+        if retries.isdigit() and int(retries) > 0:
+            attributes[attr.HTTP_REQUEST_RESEND_COUNT] = int(retries)
+        recorder = SpanRecorder.start(self._tracing, attributes, params, chat=chat)
+        secrets = [request.headers[name] for name in _SECRET_HEADERS if name in request.headers]
+        options: dict[str, Any] = {
+            "redactor": Redactor(secrets),
+            "max_event_bytes": self._max_event_bytes,
+        }
+        engine: StreamEngine | ChatEngine
+        if chat:
+            choices = params.get("n")
+            count = choices if isinstance(choices, int) and choices > 0 else 1
+            engine = ChatEngine(
+                recorder, self._metrics, metric_attributes(attributes), choices=count, **options
+            )
+        else:
+            engine = StreamEngine(recorder, self._metrics, metric_attributes(attributes), **options)
+        return Exchange(engine, str(url.copy_with(query=None)), self._max_event_bytes)
+
+
+class Exchange:
+    """One traced attempt: fed the answer's bytes as the SDK reads them; ends the span once."""
+
+    __slots__ = ("_body", "_cap", "_decode", "_engine", "_limit", "_mode", "_response", "_url")
+
+    def __init__(self, engine: StreamEngine | ChatEngine, url: str, max_event_bytes: int) -> None:
+        self._engine = engine
+        self._limit = max_event_bytes
+        self._url = url
+        self._mode = "stream"
+        self._response: httpx.Response | None = None
+        self._body = bytearray()
+        self._cap = 0
+        self._decode: Callable[[bytes], bytes] | None = None
+
+    @property
+    def span(self) -> trace.Span:
+        """The attempt's span, to make current around the send."""
+        recorder = self._engine.recorder
+        return recorder.span if recorder is not None else trace.INVALID_SPAN
+
+    def sent(self, response: httpx.Response) -> None:
+        """The inner transport answered (status and headers; the body is read later)."""
+        self._response = response
+        try:
+            self._decode = _decoder(response.headers.get("content-encoding", ""))
+        except ContentDecodingError as error:
+            self._fail(error)
+            return
+        content_type = response.headers.get("content-type", "")
+        if not response.is_success:
+            self._mode, self._cap = "error", MAX_ERROR_BODY
+        elif is_event_stream(content_type):
+            self._mode = "stream"
+        elif _is_json(content_type):
+            self._mode, self._cap = "json", self._limit
+        else:
+            self._fail(UnexpectedContentTypeError(content_type, response.status_code))
+
+    def failed(self, exc: BaseException) -> None:
+        """The send or a read raised ``exc`` (a transport error, a cancellation...)."""
+        error: BaseException = exc
+        if isinstance(exc, httpx.TransportError):
+            error = connection_error(exc, self._url)
+        self._fail(error)
+
+    def received(self, chunk: bytes) -> None:
+        """A piece of the body, as the SDK read it (still content-encoded)."""
+        if self._mode == "done":
+            return
+        try:
+            data = self._decode(chunk) if self._decode is not None else chunk
+        except (zlib.error, OSError, ValueError):
+            self._fail(ContentDecodingError(self._encoding()))
+            return
+        if self._mode == "stream":
+            self._engine.receive_data(data)
+            self._pump()
+        elif len(self._body) < self._cap:
+            self._body += data[: self._cap - len(self._body)]
+
+    def finished(self) -> None:
+        """The body ended (the SDK read it all)."""
+        mode = self._mode
+        self._mode = "done"
+        try:
+            if mode == "stream":
+                self._engine.receive_eof()
+                self._pump()
+            elif mode == "json":
+                self._engine.receive_json(bytes(self._body))
+            elif mode == "error" and self._response is not None:
+                response = self._response
+                error = status_error(response.status_code, response.headers, bytes(self._body))
+                self._engine.fail(error)
+        except TracedLLMError:
+            pass  # recorded on the span: the SDK decides what its caller sees
+
+    def closed(self, outcome: str = attr.TRACEDLLM_STREAM_CLOSED_EARLY) -> None:
+        """The SDK closed the body (or dropped it): before its end, the attempt stopped there."""
+        if self._mode == "error" and self._response is not None:
+            self.finished()  # what was read of an error body still says what happened
+            return
+        self._mode = "done"
+        self._engine.stop(outcome)
+
+    def _pump(self) -> None:
+        """Let the engine act on what it was given (its events are the SDK's, not ours)."""
+        engine = self._engine
+        try:
+            while True:
+                step = engine.next_event()
+                if step is NEED_DATA or step is FINISHED:
+                    return
+        except TracedLLMError:
+            self._mode = "done"  # the stream failed: recorded on the span
+
+    def _fail(self, error: BaseException) -> None:
+        self._mode = "done"
+        self._engine.fail(error)
+
+    def _encoding(self) -> str:
+        response = self._response
+        return response.headers.get("content-encoding", "") if response is not None else ""
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
+
+
+def _decoder(encoding: str) -> Callable[[bytes], bytes] | None:
+    """A decoder for a ``content-encoding`` (``None``: the bytes are the body's)."""
+    names = [part.strip().lower() for part in encoding.split(",") if part.strip()]
+    names = [name for name in names if name != "identity"]
+    if not names:
+        return None
+    steps = [_one_decoder(name, encoding) for name in reversed(names)]
+    if len(steps) == 1:
+        return steps[0]
+
+    def decode(data: bytes) -> bytes:
+        for step in steps:
+            data = step(data)
+        return data
+
+    return decode
+
+
+def _one_decoder(name: str, encoding: str) -> Callable[[bytes], bytes]:
+    if name in ("gzip", "x-gzip", "deflate"):
+        return zlib.decompressobj(zlib.MAX_WBITS | 32).decompress  # gzip or zlib header
+    if name == "br":
+        try:
+            import brotli  # type: ignore[import-not-found,unused-ignore]
+        except ImportError:
+            raise ContentDecodingError(encoding) from None
+        return brotli.Decompressor().process  # type: ignore[no-any-return]
+    raise ContentDecodingError(encoding)
