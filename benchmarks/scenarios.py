@@ -36,6 +36,8 @@ SYNC_DRIVERS = (
     "tracedllm+metrics",
     "openai",
     "openai+otel",
+    "openai+httpx",
+    "openai+transport",
     "tracedllm-no-provider-again",
 )
 CONTROL = ("tracedllm-no-provider-again", "tracedllm-no-provider")
@@ -55,6 +57,8 @@ CHAT_DRIVERS = (
     "tracedllm-chat-no-provider",
     "openai-chat",
     "openai+otel-chat",
+    "openai+httpx-chat",
+    "openai+transport-chat",
 )
 CHAT_ASYNC_DRIVERS = (
     "floor-chat-async",

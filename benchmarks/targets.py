@@ -152,6 +152,20 @@ def verdicts(results: Results, judged: Estimate) -> list[Verdict]:
             at_least=True,
         ),
         row(
+            "openai-python + tracedllm transport vs openai-python (same httpx.Client), per event",
+            "long",
+            "openai+transport",
+            "openai+httpx",
+            1.1,
+        ),
+        row(
+            "openai-python + tracedllm transport vs openai-python (same httpx.Client), per request",
+            "short",
+            "openai+transport",
+            "openai+httpx",
+            1.1,
+        ),
+        row(
             f"Chat: per chunk vs floor ({sizes.chat_long_deltas:,} content deltas)",
             "chat-long",
             "tracedllm-chat",
@@ -178,9 +192,47 @@ class Figure:
 
 
 def figures(results: Results, judged: Estimate) -> list[Figure]:
-    """Chat Completions ratios reported beside the targets, without a goal of their own."""
+    """Ratios reported beside the targets, without a goal of their own."""
     sizes = results.sizes
     rows = (
+        (
+            "openai-python + genai-openai vs openai-python, per event",
+            "long",
+            "openai+otel",
+            "openai",
+        ),
+        (
+            "openai-python + genai-openai vs openai-python, per request",
+            "short",
+            "openai+otel",
+            "openai",
+        ),
+        (
+            "openai-python + tracedllm transport vs openai-python (its own httpx2 client), "
+            "per event",
+            "long",
+            "openai+transport",
+            "openai",
+        ),
+        (
+            "openai-python + tracedllm transport vs openai-python (its own httpx2 client), "
+            "per request",
+            "short",
+            "openai+transport",
+            "openai",
+        ),
+        (
+            "openai-python over httpx vs over httpx2 (no tracing), per event",
+            "long",
+            "openai+httpx",
+            "openai",
+        ),
+        (
+            "openai-python over httpx vs over httpx2 (no tracing), per request",
+            "short",
+            "openai+httpx",
+            "openai",
+        ),
         (
             "Chat: openai-python + genai-openai vs tracedllm, per chunk",
             "chat-long",
@@ -198,6 +250,26 @@ def figures(results: Results, judged: Estimate) -> list[Figure]:
             "chat-long",
             "openai+otel-chat",
             "openai-chat",
+        ),
+        (
+            "Chat: openai-python + genai-openai vs openai-python, per request",
+            "chat-short",
+            "openai+otel-chat",
+            "openai-chat",
+        ),
+        (
+            "Chat: openai-python + tracedllm transport vs openai-python (same httpx.Client), "
+            "per chunk",
+            "chat-long",
+            "openai+transport-chat",
+            "openai+httpx-chat",
+        ),
+        (
+            "Chat: openai-python + tracedllm transport vs openai-python (same httpx.Client), "
+            "per request",
+            "chat-short",
+            "openai+transport-chat",
+            "openai+httpx-chat",
         ),
         (
             "Chat: traced vs no provider (long)",

@@ -31,6 +31,7 @@ def test_quick_chat_benchmark_runs_every_driver() -> None:
     assert all(row.rstrip(" |").endswith(STATUSES) for row in targets)
     reported = next(b for b in blocks if b.startswith("| figure | measured")).splitlines()[2:]
     assert any("traced vs no provider" in row for row in reported)
+    assert any("tracedllm transport vs openai-python" in row for row in reported)
     for section in ("long stream", "many short requests", "async"):
         assert f"### Chat Completions, {section}" in out
     # the Responses scenarios were not run
@@ -44,6 +45,8 @@ def test_quick_chat_benchmark_runs_every_driver() -> None:
         "tracedllm-chat-async-no-provider",
         "openai-chat",  # a row either way: measured, or n/a without openai installed
         "openai+otel-chat",
+        "openai+httpx-chat",
+        "openai+transport-chat",  # n/a without the tracing transport
         "openai-chat-async",
         "openai+otel-chat-async",
     ):

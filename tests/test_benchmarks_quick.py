@@ -29,4 +29,12 @@ def test_quick_benchmark_prints_the_tables() -> None:
         assert f"### {section}" in out
     for driver in ("| floor |", "| tracedllm |", "| tracedllm-async |"):
         assert driver in out
+    # openai-python over a plain httpx.Client and over tracedllm's tracing transport: a row
+    # either way (measured, or n/a without openai or the transport), in both sync scenarios
+    for driver in ("openai+httpx", "openai+transport"):
+        assert out.count(f"\n| {driver} | ") == 2
+    transport = [row for row in targets if "tracedllm transport vs openai-python" in row]
+    assert len(transport) == 2  # per event and per request
+    reported = next(b for b in out.split("\n\n") if b.startswith("| figure | measured"))
+    assert "| openai-python + genai-openai vs openai-python, per event |" in reported
     assert "[benchmarks] done" in done.stderr

@@ -29,6 +29,7 @@ from tracedllm._engine import (
     FINISHED,
     NEED_DATA,
     READ_AFTER_TERMINAL,
+    RESUME,
     WAIT_AFTER_TERMINAL,
     State,
     StreamEngine,
@@ -62,7 +63,7 @@ def drain_events(engine: StreamEngine) -> list[tracedllm.Event]:
     out: list[tracedllm.Event] = []
     while True:
         step = engine.next_event()
-        if step is NEED_DATA or step is FINISHED:
+        if step is NEED_DATA or step is FINISHED or step is RESUME:
             return out
         out.append(step)
 

@@ -6,13 +6,25 @@ Names ending ``-chat`` (or ``-chat-async``) stream Chat Completions
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import AsyncDriver, DriverFactory, DriverSpec, SyncDriver
 from .telemetry import Mode
+
+if TYPE_CHECKING:
+    from .openai_sdk import HttpClient
 
 __all__ = ["SPECS", "AsyncDriver", "DriverSpec", "SyncDriver", "spec"]
 
 _OPENAI = ("openai",)
 _OPENAI_OTEL = ("openai", "opentelemetry.instrumentation.genai.openai")
+
+
+def _has_transport() -> bool:
+    """Whether this tracedllm has the httpx tracing transport (``traced_http_client``)."""
+    import tracedllm
+
+    return hasattr(tracedllm, "traced_http_client")
 
 
 def _floor_sync(url: str) -> SyncDriver:
@@ -57,11 +69,13 @@ def _ours_async(mode: Mode, chat: bool = False) -> DriverFactory:
     return build
 
 
-def _openai_sync(instrumented: bool, chat: bool = False) -> DriverFactory:
+def _openai_sync(
+    instrumented: bool, chat: bool = False, http: HttpClient = "default"
+) -> DriverFactory:
     def build(url: str) -> SyncDriver:
         from .openai_sdk import OpenAIChatSync, OpenAISync
 
-        return (OpenAIChatSync if chat else OpenAISync)(url, instrumented)
+        return (OpenAIChatSync if chat else OpenAISync)(url, instrumented, http)
 
     return build
 
@@ -87,6 +101,15 @@ SPECS: dict[str, DriverSpec] = {
         DriverSpec("tracedllm+metrics", "sync", _ours_sync("sdk", True), traced=True),
         DriverSpec("openai", "sync", _openai_sync(False), _OPENAI),
         DriverSpec("openai+otel", "sync", _openai_sync(True), _OPENAI_OTEL, traced=True),
+        DriverSpec("openai+httpx", "sync", _openai_sync(False, http="httpx"), _OPENAI),
+        DriverSpec(
+            "openai+transport",
+            "sync",
+            _openai_sync(False, http="transport"),
+            _OPENAI,
+            traced=True,
+            check=_has_transport,
+        ),
         DriverSpec("floor-async", "async", _floor_async, ("httpx_sse",)),
         DriverSpec("tracedllm-async", "async", _ours_async("sdk"), traced=True),
         DriverSpec("tracedllm-async-no-provider", "async", _ours_async("noop")),
@@ -98,6 +121,15 @@ SPECS: dict[str, DriverSpec] = {
         DriverSpec("openai-chat", "sync", _openai_sync(False, chat=True), _OPENAI),
         DriverSpec(
             "openai+otel-chat", "sync", _openai_sync(True, chat=True), _OPENAI_OTEL, traced=True
+        ),
+        DriverSpec("openai+httpx-chat", "sync", _openai_sync(False, True, "httpx"), _OPENAI),
+        DriverSpec(
+            "openai+transport-chat",
+            "sync",
+            _openai_sync(False, True, "transport"),
+            _OPENAI,
+            traced=True,
+            check=_has_transport,
         ),
         DriverSpec("floor-chat-async", "async", _floor_chat_async, ("httpx_sse",)),
         DriverSpec("tracedllm-chat-async", "async", _ours_async("sdk", chat=True), traced=True),

@@ -64,7 +64,17 @@ class DriverSpec:
     requires: tuple[str, ...] = ()
     traced: bool = False
     """Whether every stream must end one exported span (checked after each sample)."""
+    check: Callable[[], bool] | None = None
+    """Run after ``requires`` is found: whether what the driver calls exists (e.g. a new API)."""
 
     def available(self) -> bool:
-        """Whether the packages this driver needs are installed."""
-        return all(importlib.util.find_spec(module) is not None for module in self.requires)
+        """Whether the packages this driver needs are installed (and ``check`` passes)."""
+        found = all(_installed(module) for module in self.requires)
+        return found and (self.check is None or self.check())
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing (find_spec imports parents)
+        return False

@@ -1,4 +1,5 @@
-"""openai-python, bare and with ``opentelemetry-instrumentation-genai-openai``.
+"""openai-python, bare, with ``opentelemetry-instrumentation-genai-openai``, or over tracedllm's
+tracing transport.
 
 The instrumentor patches ``openai`` classes process-wide, so the instrumented driver switches
 it on in :meth:`before` and off in :meth:`after` (both untimed); the bare driver then runs
@@ -6,11 +7,18 @@ against the unpatched classes. The Chat Completions drivers call
 ``client.chat.completions.create(stream=True)`` (the method the instrumentor wraps) with
 ``stream_options={"include_usage": True}``, the request tracedllm sends, and accumulate the text
 from the typed chunks, as the chat floor does from dicts.
+
+openai-python 3.x sends with ``httpx2`` unless given another client. The sync drivers also run
+with ``http_client=``: a plain ``httpx.Client`` (``"httpx"``) or
+``tracedllm.traced_http_client()`` (``"transport"``, an ``httpx.Client`` whose transport traces,
+on the same SDK tracer provider as the other traced drivers), both with openai-python's own
+client timeout and redirects and httpx's default connection pool, so that the two differ by the
+transport alone.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, cast
 
 import openai
 
@@ -18,34 +26,64 @@ from ..corpus import MODEL
 from .base import MESSAGES, PROMPT, AsyncDriver, SyncDriver
 from .telemetry import Telemetry
 
-__all__ = ["OpenAIAsync", "OpenAIChatAsync", "OpenAIChatSync", "OpenAISync"]
+__all__ = ["HttpClient", "OpenAIAsync", "OpenAIChatAsync", "OpenAIChatSync", "OpenAISync"]
+
+HttpClient = Literal["default", "httpx", "transport"]
+"""openai-python's own (httpx2) client, a plain ``httpx.Client``, or tracedllm's traced one."""
 
 
 class _Instrumentation:
-    def __init__(self, instrumented: bool) -> None:
-        self._telemetry = Telemetry("sdk") if instrumented else None
+    """The instrumentor switched on and off, or the transport's spans, or neither."""
+
+    def __init__(self, instrumented: bool, transport: bool = False) -> None:
+        self._instrumented = instrumented
+        self.telemetry = Telemetry("sdk") if instrumented or transport else None
 
     def on(self) -> None:
-        if self._telemetry is not None:
+        if self._instrumented and self.telemetry is not None:
             from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
 
-            OpenAIInstrumentor().instrument(tracer_provider=self._telemetry.provider)
+            OpenAIInstrumentor().instrument(tracer_provider=self.telemetry.provider)
 
     def off(self) -> int | None:
-        if self._telemetry is None:
+        if self.telemetry is None:
             return None
-        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+        if self._instrumented:
+            from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
 
-        OpenAIInstrumentor().uninstrument()
-        return self._telemetry.take_spans()
+            OpenAIInstrumentor().uninstrument()
+        return self.telemetry.take_spans()
+
+
+def _sync_client(base_url: str, http: HttpClient, tracing: _Instrumentation) -> openai.OpenAI:
+    if http == "default":
+        return openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
+    import httpx
+
+    # openai-python's defaults for its own client (openai._base_client._DefaultHttpxClient) but
+    # its connection limits: httpx.Client ignores ``limits=`` beside ``transport=``, so both
+    # clients keep httpx's default pool (one connection at a time is used here anyway)
+    options: dict[str, Any] = {"timeout": httpx.Timeout(600, connect=5.0), "follow_redirects": True}
+    if http == "httpx":
+        http_client = httpx.Client(**options)
+    else:
+        import tracedllm
+
+        assert tracing.telemetry is not None
+        http_client = tracedllm.traced_http_client(
+            tracer_provider=tracing.telemetry.provider, **options
+        )
+    return openai.OpenAI(
+        base_url=base_url, api_key="sk-bench", max_retries=0, http_client=cast(Any, http_client)
+    )
 
 
 class OpenAISync(SyncDriver):
     """``client.responses.create(stream=True)``, iterating every typed event."""
 
-    def __init__(self, base_url: str, instrumented: bool) -> None:
-        self._client = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
-        self._instrumentation = _Instrumentation(instrumented)
+    def __init__(self, base_url: str, instrumented: bool, http: HttpClient = "default") -> None:
+        self._instrumentation = _Instrumentation(instrumented, transport=http == "transport")
+        self._client = _sync_client(base_url, http, self._instrumentation)
 
     def stream(self) -> int:
         count = 0
@@ -102,9 +140,9 @@ def _text(chunk: Any, parts: list[str]) -> None:
 class OpenAIChatSync(SyncDriver):
     """``client.chat.completions.create(stream=True)``, iterating every typed chunk."""
 
-    def __init__(self, base_url: str, instrumented: bool) -> None:
-        self._client = openai.OpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
-        self._instrumentation = _Instrumentation(instrumented)
+    def __init__(self, base_url: str, instrumented: bool, http: HttpClient = "default") -> None:
+        self._instrumentation = _Instrumentation(instrumented, transport=http == "transport")
+        self._client = _sync_client(base_url, http, self._instrumentation)
         self.text = ""
 
     def stream(self) -> int:

@@ -313,7 +313,7 @@ class EngineBase(Generic[EventT, ResultT]):
         if self.state is State.SETTLING and isinstance(error, Exception):
             assert self._failing is not None
             error = self._failing
-        elif isinstance(error, APITimeoutError) and error.response is None:
+        elif isinstance(error, APIConnectionError) and error.response is None:
             error.response = self._partial()
         if self.state in _OPEN:
             self._end(error.response if isinstance(error, StreamError) else None, error=error)
@@ -550,11 +550,12 @@ class StreamEngine(EngineBase[ev.Event, Response]):
         metric_attributes: dict[str, Any] | None = None,
         *,
         max_resumes: int = 0,
+        observing: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(recorder, metrics, metric_attributes, **options)
         self.accumulator = Accumulator()
-        self._validate = validate_event
+        self._validate = _observed_event if observing else validate_event
         self._max_resumes = max_resumes
         self._last_sequence: int | None = None
         self._broken: StreamError | APIError | None = None
@@ -606,7 +607,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
         if delay is not None and deadline is not None and self._clock() + delay >= deadline:
             delay = None
         if delay is None:
-            if isinstance(broken, StreamError | APITimeoutError) and broken.response is None:
+            if isinstance(broken, StreamError | APIConnectionError) and broken.response is None:
                 broken.response = self._partial()
             raise self.fail(broken)
         self.resumes += 1
@@ -833,6 +834,40 @@ class StreamEngine(EngineBase[ev.Event, Response]):
             if self._resume_on(truncated):
                 return
         self._failed(error or truncated, drain=False)
+
+
+_TYPE_PREFIX = b'{"type":"response.'
+_SEEN_DELTA = ev.RefusalDeltaEvent.model_construct(type="response.refusal.delta", delta="")
+_SEEN_PART = ev.RefusalDoneEvent.model_construct(type="response.refusal.done")
+_PARTS = frozenset(
+    {
+        b"content_part.added",
+        b"content_part.done",
+        b"output_text.done",
+        b"refusal.done",
+        b"output_item.added",  # its item arrives whole with output_item.done
+        b"in_progress",  # response.created named the response already
+    }
+)
+
+
+def _observed_event(data: bytes) -> ev.Event:
+    """Events the span needs are validated; output deltas and the events that only repeat
+    what others carry (content parts, ``output_item.added``, ``response.in_progress``) are only
+    counted.
+
+    For the tracing transport without content capture, whose events no one reads (the SDK above
+    has its own): a delta counts as an output chunk for the timings; its text is not kept (the
+    terminal event carries the output). Anything else, or another JSON layout, is validated.
+    """
+    if data.startswith(_TYPE_PREFIX):
+        end = data.find(b'"', 18)
+        name = data[18:end]
+        if name.endswith(b".delta"):
+            return _SEEN_DELTA
+        if name in _PARTS:
+            return _SEEN_PART
+    return validate_event(data)
 
 
 def json_error(body: bytes) -> ResponseFailedError | None:

@@ -62,6 +62,7 @@ def status_error(status: int, headers: Mapping[str, str], body: bytes) -> APISta
         body=decoded,
         type=_field(decoded, "type"),
         param=_field(decoded, "param"),
+        headers=headers,
     )
 
 

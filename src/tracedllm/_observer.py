@@ -9,6 +9,7 @@ here reads or writes a socket, and nothing changes what the SDK sees.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import zlib
@@ -20,7 +21,7 @@ from opentelemetry import _logs, metrics, trace
 
 from . import attributes as attr
 from ._chat_engine import ChatEngine
-from ._content import MAX_TEXT_LENGTH, ContentMapper, capture_mode
+from ._content import MAX_TEXT_LENGTH, CaptureMode, ContentMapper, capture_mode
 from ._engine import FINISHED, NEED_DATA, StreamEngine
 from ._http import MAX_ERROR_BODY, is_event_stream, status_error
 from ._request import connection_error
@@ -41,9 +42,9 @@ __all__ = ["Exchange", "Observer"]
 
 logger = logging.getLogger("tracedllm")
 
-_RETRY_COUNT_HEADER = "x-stainless-retry-count"
+_RETRY_COUNT_HEADER = b"x-stainless-retry-count"
 """openai-python's count of earlier attempts of the same call."""
-_SECRET_HEADERS = ("authorization", "api-key", "x-api-key", "proxy-authorization")
+_SECRET_HEADERS = frozenset({b"authorization", b"api-key", b"x-api-key", b"proxy-authorization"})
 
 
 class Observer:
@@ -100,18 +101,21 @@ class Observer:
         host = url.host
         attributes = request_attributes(
             params,
-            provider_name=self._provider_name or provider_for_host(host),
+            provider_name=self._provider_name or _provider(host),
             server_address=host,
             server_port=url.port or (443 if url.scheme == "https" else 80),
             stream=params.get("stream") is True,
             latest=self._tracing.latest,
             chat=chat,
         )
-        retries = request.headers.get(_RETRY_COUNT_HEADER, "")
-        if retries.isdigit() and int(retries) > 0:
-            attributes[attr.HTTP_REQUEST_RESEND_COUNT] = int(retries)
+        secrets = []
+        for name, value in request.headers.raw:
+            name = name.lower()
+            if name in _SECRET_HEADERS:
+                secrets.append(value.decode("latin-1"))
+            elif name == _RETRY_COUNT_HEADER and value.isdigit() and int(value) > 0:
+                attributes[attr.HTTP_REQUEST_RESEND_COUNT] = int(value)
         recorder = SpanRecorder.start(self._tracing, attributes, params, chat=chat)
-        secrets = [request.headers[name] for name in _SECRET_HEADERS if name in request.headers]
         options: dict[str, Any] = {
             "redactor": Redactor(secrets),
             "max_event_bytes": self._max_event_bytes,
@@ -124,8 +128,16 @@ class Observer:
                 recorder, self._metrics, metric_attributes(attributes), choices=count, **options
             )
         else:
-            engine = StreamEngine(recorder, self._metrics, metric_attributes(attributes), **options)
-        return Exchange(engine, str(url.copy_with(query=None)), self._max_event_bytes)
+            observing = self._tracing.capture is CaptureMode.NO_CONTENT  # no text to keep
+            engine = StreamEngine(
+                recorder,
+                self._metrics,
+                metric_attributes(attributes),
+                observing=observing,
+                **options,
+            )
+        shown = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"  # no query
+        return Exchange(engine, shown, self._max_event_bytes)
 
 
 class Exchange:
@@ -160,6 +172,9 @@ class Exchange:
         content_type = response.headers.get("content-type", "")
         if not response.is_success:
             self._mode, self._cap = "error", MAX_ERROR_BODY
+            recorder = self._engine.recorder
+            if recorder is not None:
+                recorder.set(attr.HTTP_RESPONSE_STATUS_CODE, response.status_code)
         elif is_event_stream(content_type):
             self._mode = "stream"
         elif _is_json(content_type):
@@ -232,6 +247,10 @@ class Exchange:
     def _encoding(self) -> str:
         response = self._response
         return response.headers.get("content-encoding", "") if response is not None else ""
+
+
+_provider = functools.lru_cache(maxsize=64)(provider_for_host)
+"""``provider_for_host``, once per host."""
 
 
 def _is_json(content_type: str) -> bool:

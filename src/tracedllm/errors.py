@@ -30,6 +30,7 @@ Each error knows its low-cardinality ``error_type`` -- the value tracedllm recor
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import attributes as attr
@@ -85,6 +86,7 @@ class APIStatusError(APIError):
         message: the provider's error message, or a description of the body.
         request_id: the ``x-request-id`` response header, if any.
         body: the decoded JSON body, or ``None`` when the body was not JSON.
+        headers: the response headers (``retry-after``...).
         type: the provider's error type (``error.type``, e.g. ``invalid_request_error``).
         param: the request parameter the error is about (``error.param``), if any.
     """
@@ -99,6 +101,7 @@ class APIStatusError(APIError):
         body: Any = None,
         type: str | None = None,
         param: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         shown = code if code and code != str(status_code) else None  # no "404 404: ..."
         super().__init__(
@@ -111,6 +114,7 @@ class APIStatusError(APIError):
         self.body = body
         self.type = type
         self.param = param
+        self.headers: Mapping[str, str] = headers or {}
 
     @property
     def error_type(self) -> str:
@@ -150,7 +154,16 @@ class InternalServerError(APIStatusError):
 
 
 class APIConnectionError(APIError):
-    """The connection failed: refused, reset, or closed mid-response."""
+    """The connection failed: refused, reset, or closed mid-response.
+
+    Attributes:
+        response: what had arrived of the response (its id, output so far) when the
+            connection broke mid-stream, if anything.
+    """
+
+    def __init__(self, message: str, *, response: Response | ChatCompletion | None = None) -> None:
+        super().__init__(message)
+        self.response = response
 
     @property
     def error_type(self) -> str:
@@ -161,15 +174,8 @@ class APIConnectionError(APIError):
 
 
 class APITimeoutError(APIConnectionError):
-    """The read timeout (no bytes), the deadline (the whole call) or the idle timeout (no event).
-
-    Attributes:
-        response: what had arrived of the response (its id, output so far), if anything.
-    """
-
-    def __init__(self, message: str, *, response: Response | ChatCompletion | None = None) -> None:
-        super().__init__(message)
-        self.response = response
+    """The read timeout (no bytes), the deadline (the whole call) or the idle timeout (no event);
+    ``response`` has what had arrived."""
 
     @property
     def error_type(self) -> str:

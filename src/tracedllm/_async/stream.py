@@ -10,7 +10,7 @@ stream dropped without being closed, when it is garbage-collected (``tracedllm.s
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -197,9 +197,10 @@ class AsyncResponseStream(AsyncStreamBase[Event, Response]):
         engine = self._stream_engine
         resume = self._open_continuation
         await self._release()  # the broken connection goes
+        headers: Mapping[str, str] | None = None  # of a failed attempt: its retry-after
         try:
             while True:
-                delay = engine.next_resume()  # raises once resuming is spent
+                delay = engine.next_resume(headers)  # raises once resuming is spent
                 await asleep(delay)
                 response_id, after = engine.response_id, engine.last_sequence
                 assert resume is not None and response_id is not None and after is not None
@@ -209,8 +210,10 @@ class AsyncResponseStream(AsyncStreamBase[Event, Response]):
                     if error.status_code < 500 and error.status_code not in (408, 409, 429):
                         raise engine.fail(error) from None
                     engine.resume_failed(error)
+                    headers = error.headers
                 except APIConnectionError as error:
                     engine.resume_failed(error)
+                    headers = None
                 else:
                     engine.resumed()
                     self._continue_with(response)

@@ -11,7 +11,7 @@ stream dropped without being closed, when it is garbage-collected (``tracedllm.s
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Generic, TypeVar
 
@@ -198,9 +198,10 @@ class ResponseStream(StreamBase[Event, Response]):
         engine = self._stream_engine
         resume = self._open_continuation
         self._release()  # the broken connection goes
+        headers: Mapping[str, str] | None = None  # of a failed attempt: its retry-after
         try:
             while True:
-                delay = engine.next_resume()  # raises once resuming is spent
+                delay = engine.next_resume(headers)  # raises once resuming is spent
                 sleep(delay)
                 response_id, after = engine.response_id, engine.last_sequence
                 assert resume is not None and response_id is not None and after is not None
@@ -210,8 +211,10 @@ class ResponseStream(StreamBase[Event, Response]):
                     if error.status_code < 500 and error.status_code not in (408, 409, 429):
                         raise engine.fail(error) from None
                     engine.resume_failed(error)
+                    headers = error.headers
                 except APIConnectionError as error:
                     engine.resume_failed(error)
+                    headers = None
                 else:
                     engine.resumed()
                     self._continue_with(response)
