@@ -172,13 +172,6 @@ def verdicts(results: Results, judged: Estimate) -> list[Verdict]:
             "floor-chat",
             1.1,
         ),
-        row(
-            f"Chat: per request vs floor ({sizes.chat_short_deltas} content deltas each)",
-            "chat-short",
-            "tracedllm-chat",
-            "floor-chat",
-            1.3,
-        ),
     ]
 
 
@@ -232,6 +225,12 @@ def figures(results: Results, judged: Estimate) -> list[Figure]:
             "short",
             "openai+httpx",
             "openai",
+        ),
+        (  # the Chat goal is per chunk; per request, the fixed costs are the Responses ones
+            f"Chat: per request vs floor ({sizes.chat_short_deltas} content deltas each)",
+            "chat-short",
+            "tracedllm-chat",
+            "floor-chat",
         ),
         (
             "Chat: openai-python + genai-openai vs tracedllm, per chunk",
