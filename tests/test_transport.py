@@ -32,6 +32,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -1598,3 +1599,21 @@ async def test_credentials_never_reach_telemetry(
     for secret in (API_KEY, azure_key):
         assert secret not in telemetry
     logs.shutdown()
+
+
+@pytest.mark.parametrize("keepalive", [0, None])
+def test_connection_options_reach_the_wrapped_transport(keepalive: int | None) -> None:
+    """httpx ignores ``limits=`` beside ``transport=``: traced_http_client hands it on."""
+    options: dict[str, Any] = {}
+    if keepalive is not None:
+        options["limits"] = httpx.Limits(max_keepalive_connections=keepalive)
+    with (
+        LoopbackServer(default=Reply(body=stream_of(text="ok"))) as server,
+        tracedllm.traced_http_client(**options) as http,
+    ):
+        http.post(server.base_url + "/responses", json={"model": "m", "stream": True})
+        deadline = time.monotonic() + 30
+        expected = 1 if keepalive is None else 0  # kept alive, or closed at once
+        while server.open_connections != expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.open_connections == expected

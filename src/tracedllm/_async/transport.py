@@ -34,6 +34,9 @@ _TRACING_OPTIONS = (
 )
 
 
+_CONNECTION_OPTIONS = ("verify", "cert", "http1", "http2", "limits")
+
+
 class AsyncTracingTransport(httpx.AsyncBaseTransport):
     """An httpx transport that traces the LLM calls going through it.
 
@@ -131,7 +134,14 @@ def traced_async_http_client(**options: Any) -> httpx.AsyncClient:
 
     The tracing options (``tracer_provider``, ``meter_provider``, ``logger_provider``,
     ``provider_name``, ``capture_content``, ``max_event_bytes``, ``max_content_length``) go to
-    the transport; every other keyword argument to ``httpx.AsyncClient``.
+    the transport; the connection options (``verify``, ``cert``, ``http1``, ``http2``,
+    ``limits``, ``trust_env``) to the ``httpx.AsyncHTTPTransport`` it wraps; every other keyword
+    argument to ``httpx.AsyncClient``.
     """
     tracing = {name: options.pop(name) for name in _TRACING_OPTIONS if name in options}
-    return httpx.AsyncClient(transport=AsyncTracingTransport(**tracing), **options)
+    # httpx.AsyncClient ignores these beside transport=: they go to the transport it wraps
+    connection = {name: options.pop(name) for name in _CONNECTION_OPTIONS if name in options}
+    if "trust_env" in options:
+        connection["trust_env"] = options["trust_env"]
+    inner = httpx.AsyncHTTPTransport(**connection)
+    return httpx.AsyncClient(transport=AsyncTracingTransport(inner, **tracing), **options)

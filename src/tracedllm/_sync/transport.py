@@ -35,6 +35,9 @@ _TRACING_OPTIONS = (
 )
 
 
+_CONNECTION_OPTIONS = ("verify", "cert", "http1", "http2", "limits")
+
+
 class TracingTransport(httpx.BaseTransport):
     """An httpx transport that traces the LLM calls going through it.
 
@@ -132,7 +135,14 @@ def traced_http_client(**options: Any) -> httpx.Client:
 
     The tracing options (``tracer_provider``, ``meter_provider``, ``logger_provider``,
     ``provider_name``, ``capture_content``, ``max_event_bytes``, ``max_content_length``) go to
-    the transport; every other keyword argument to ``httpx.Client``.
+    the transport; the connection options (``verify``, ``cert``, ``http1``, ``http2``,
+    ``limits``, ``trust_env``) to the ``httpx.HTTPTransport`` it wraps; every other keyword
+    argument to ``httpx.Client``.
     """
     tracing = {name: options.pop(name) for name in _TRACING_OPTIONS if name in options}
-    return httpx.Client(transport=TracingTransport(**tracing), **options)
+    # httpx.Client ignores these beside transport=: they go to the transport it wraps
+    connection = {name: options.pop(name) for name in _CONNECTION_OPTIONS if name in options}
+    if "trust_env" in options:
+        connection["trust_env"] = options["trust_env"]
+    inner = httpx.HTTPTransport(**connection)
+    return httpx.Client(transport=TracingTransport(inner, **tracing), **options)
