@@ -23,7 +23,7 @@ from .errors import (
     UnprocessableEntityError,
 )
 
-__all__ = ["MAX_ERROR_BODY", "is_event_stream", "retry_delay", "status_error"]
+__all__ = ["MAX_ERROR_BODY", "is_event_stream", "is_json", "retry_delay", "status_error"]
 
 MAX_ERROR_BODY = 1 << 20
 """Bytes of a non-2xx body read at most (the rest is not read: a server may send forever)."""
@@ -48,6 +48,12 @@ _TITLE = re.compile(rb"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 def is_event_stream(content_type: str) -> bool:
     """Whether a Content-Type names an SSE body; a missing one gets the benefit of the doubt."""
     return not content_type or content_type.split(";", 1)[0].strip().lower() == "text/event-stream"
+
+
+def is_json(content_type: str) -> bool:
+    """Whether a Content-Type names a JSON body (``application/json``, ``...+json``)."""
+    kind = content_type.split(";", 1)[0].strip().lower()
+    return kind == "application/json" or kind.endswith("+json")
 
 
 def status_error(status: int, headers: Mapping[str, str], body: bytes) -> APIStatusError:

@@ -23,7 +23,7 @@ from . import attributes as attr
 from ._chat_engine import ChatEngine
 from ._content import MAX_TEXT_LENGTH, CaptureMode, ContentMapper, capture_mode
 from ._engine import FINISHED, NEED_DATA, StreamEngine
-from ._http import MAX_ERROR_BODY, is_event_stream, status_error
+from ._http import MAX_ERROR_BODY, is_event_stream, is_json, status_error
 from ._request import connection_error
 from ._safety import Redactor
 from .config import DEFAULT_MAX_EVENT_BYTES, latest_conventions, provider_for_host
@@ -177,7 +177,7 @@ class Exchange:
                 recorder.set(attr.HTTP_RESPONSE_STATUS_CODE, response.status_code)
         elif is_event_stream(content_type):
             self._mode = "stream"
-        elif _is_json(content_type):
+        elif is_json(content_type):
             self._mode, self._cap = "json", self._limit
         else:
             self._fail(UnexpectedContentTypeError(content_type, response.status_code))
@@ -251,11 +251,6 @@ class Exchange:
 
 _provider = functools.lru_cache(maxsize=64)(provider_for_host)
 """``provider_for_host``, once per host."""
-
-
-def _is_json(content_type: str) -> bool:
-    kind = content_type.split(";", 1)[0].strip().lower()
-    return kind == "application/json" or kind.endswith("+json")
 
 
 def _decoder(encoding: str) -> Callable[[bytes], bytes] | None:

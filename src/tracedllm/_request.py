@@ -20,7 +20,7 @@ from opentelemetry import trace
 from . import attributes as attr
 from ._chat_engine import ChatEngine
 from ._engine import StreamEngine, json_error
-from ._http import MAX_ERROR_BODY, is_event_stream, retry_delay
+from ._http import MAX_ERROR_BODY, is_event_stream, is_json, retry_delay
 from ._safety import credential_query_values
 from .config import ClientConfig, check_seconds, check_timeout
 from .errors import (
@@ -280,7 +280,7 @@ class Attempt:
         content_type = response.headers.get("content-type", "")
         if is_event_stream(content_type):
             return False
-        if _is_json(content_type):
+        if is_json(content_type):
             return True
         raise UnexpectedContentTypeError(content_type, response.status_code)
 
@@ -355,11 +355,6 @@ def _cut(timeout: httpx.Timeout, read_limit: float, remaining: float | None) -> 
         write=cut(timeout.write, remaining),
         pool=cut(timeout.pool, remaining),
     )
-
-
-def _is_json(content_type: str) -> bool:
-    kind = content_type.split(";", 1)[0].strip().lower()
-    return kind == "application/json" or kind.endswith("+json")
 
 
 def connection_error(exc: httpx.TransportError, url: str) -> APIConnectionError:

@@ -126,8 +126,8 @@ class ChunkChoice(WireModel):
     logprobs: Any = None
 
 
-class ChatCompletionChunk(WireModel):
-    """One ``chat.completion.chunk`` of a stream."""
+class _ChatAnswer(WireModel):
+    """The fields a chunk and a completion share."""
 
     id: str | None = None
     object: str | None = None
@@ -135,8 +135,13 @@ class ChatCompletionChunk(WireModel):
     model: str | None = None
     system_fingerprint: str | None = None
     service_tier: str | None = None
-    choices: list[ChunkChoice] = Field(default_factory=list)
     usage: CompletionUsage | None = None
+
+
+class ChatCompletionChunk(_ChatAnswer):
+    """One ``chat.completion.chunk`` of a stream."""
+
+    choices: list[ChunkChoice] = Field(default_factory=list)
 
 
 class ChatFunction(WireModel):
@@ -179,19 +184,12 @@ class ChatChoice(WireModel):
     logprobs: Any = None
 
 
-class ChatCompletion(WireModel):
+class ChatCompletion(_ChatAnswer):
     """A ``chat.completion``: the non-streaming answer, or a stream's accumulated result."""
 
-    id: str | None = None
-    object: str | None = None
-    created: float | None = None
-    model: str | None = None
-    system_fingerprint: str | None = None
-    service_tier: str | None = None
     choices: Annotated[list[ChatChoice], BeforeValidator(_none_to_list)] = Field(
         default_factory=list
     )
-    usage: CompletionUsage | None = None
 
     @property
     def output_text(self) -> str:
