@@ -6,6 +6,7 @@ server (threads, events whose fields fail validation) or type-check a user's fil
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -181,6 +182,73 @@ def test_span_ends_at_the_terminal_event_not_after_the_drain(
     drain_events(engine)
     assert engine.state is State.DRAINING
     assert recorder.ended and len(span_exporter.get_finished_spans()) == 1
+
+
+ITEM = {"type": "message", "id": "msg_1", "role": "assistant", "content": []}
+OBSERVED_STREAMS = {
+    "completed": [
+        created(),
+        {"type": "response.in_progress", "sequence_number": 1, "response": {"id": "resp_1"}},
+        {"type": "response.output_item.added", "output_index": 0, "item": ITEM},
+        *deltas(("Hel", "lo", "!")),
+        {"type": "response.output_item.done", "output_index": 0, "item": ITEM},
+        completed(text="Hello!"),
+    ],
+    "truncated": ok_events(parts=("Hel", "lo"))[:-1],
+    "error event": [
+        *ok_events(parts=("Hel",))[:-1],
+        {"type": "error", "code": "server_error", "message": "boom", "sequence_number": 3},
+    ],
+}
+
+
+def observe(provider: TracerProvider, chunks: list[bytes]) -> tuple[StreamEngine, float]:
+    """An observing engine (the transport's) fed ``chunks`` 0.25 s apart, then the end."""
+    clock = FakeClock()
+    recorder = SpanRecorder.start(Tracing(provider.get_tracer("test")), {})
+    engine = StreamEngine(recorder, clock=clock, observing=True)
+    for chunk in chunks:
+        clock.now += 0.25
+        engine.receive_data(chunk)
+        with contextlib.suppress(tracedllm.TracedLLMError):
+            drain_events(engine)
+    engine.receive_eof()
+    with contextlib.suppress(tracedllm.TracedLLMError):
+        drain_events(engine)
+    return engine, clock.now
+
+
+@pytest.mark.parametrize("stream", OBSERVED_STREAMS)
+def test_an_observing_engine_records_the_same_span_however_the_body_is_cut(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter, stream: str
+) -> None:
+    """One event per chunk takes the observing engine's short cut; other cuts do not."""
+    frames = [sse_body([event]) for event in OBSERVED_STREAMS[stream]]
+    body = b"".join(frames)
+    cuts = {
+        "one event per chunk": frames,
+        "two events per chunk": [b"".join(frames[i : i + 2]) for i in range(0, len(frames), 2)],
+        "7-byte pieces": [body[i : i + 7] for i in range(0, len(body), 7)],
+    }
+    seen = {}
+    for name, chunks in cuts.items():
+        engine, _ = observe(tracer_provider, chunks)
+        span = span_exporter.get_finished_spans()[-1]
+        found = attrs(span)
+        found.pop("gen_ai.response.time_to_first_chunk", None)  # when the first delta arrived
+        seen[name] = (engine.events, span.status.status_code, found)
+    assert len({repr(value) for value in seen.values()}) == 1, seen
+    assert seen["one event per chunk"][0] == len(frames)
+
+
+def test_an_observing_engine_times_the_chunks_it_only_counts(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    frames = [sse_body([event]) for event in ok_events(parts=("Hel", "lo"))]
+    observe(tracer_provider, frames)
+    span = only_span(span_exporter)
+    assert attrs(span)["gen_ai.response.time_to_first_chunk"] == 0.5  # the second chunk
+    assert attrs(span)["gen_ai.response.finish_reasons"] == ("stop",)
 
 
 # --- events whose fields fail validation ----------------------------------------------------------

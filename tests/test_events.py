@@ -10,7 +10,14 @@ import pytest
 
 from tracedllm import UnknownEvent, parse_event
 from tracedllm import events as ev
-from tracedllm.models import FunctionCallItem, GenericOutputItem, MessageItem
+from tracedllm.models import (
+    FunctionCallItem,
+    GenericOutputItem,
+    MessageItem,
+    OutputText,
+    ReasoningItem,
+    Response,
+)
 
 REQUIRED: dict[str, dict[str, Any]] = {
     "response": {"response": {"id": "resp_1", "model": "m", "status": "in_progress"}},
@@ -134,3 +141,22 @@ def test_null_output_is_an_empty_list() -> None:
     event = parse_event(b'{"type":"response.completed","response":{"id":"r","output":null}}')
     assert isinstance(event, ev.ResponseCompletedEvent)
     assert event.response.output == []
+
+
+def completed_response(response: bytes) -> Response:
+    event = parse_event(b'{"type":"response.completed","response":' + response + b"}")
+    assert isinstance(event, ev.ResponseCompletedEvent)
+    return event.response
+
+
+def test_null_lists_and_a_null_response_read_as_empty() -> None:
+    assert completed_response(b"null") == Response()
+    message = completed_response(b'{"output":[{"type":"message","content":null}]}').output[0]
+    assert isinstance(message, MessageItem) and message.content == []
+    text = b'{"type":"output_text","text":"hi","annotations":null}'
+    answer = completed_response(b'{"output":[{"type":"message","content":[' + text + b"]}]}")
+    message = answer.output[0]
+    assert isinstance(message, MessageItem)
+    assert isinstance(message.content[0], OutputText) and message.content[0].annotations == []
+    reasoning = completed_response(b'{"output":[{"type":"reasoning","summary":null}]}').output[0]
+    assert isinstance(reasoning, ReasoningItem) and reasoning.summary == []

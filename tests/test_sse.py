@@ -75,3 +75,49 @@ def test_any_chunking_gives_the_same_events(payloads: list[bytes], data: st.Data
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
     assert decode_all(chunks) == payloads
+
+
+@pytest.mark.parametrize(
+    ("chunk", "single", "events"),
+    [
+        (b"event: t\ndata: {}\n\n", b"{}", [b"{}"]),
+        (b"data: {}\n\n", b"{}", [b"{}"]),
+        (b"data: \n\n", b"", [b""]),
+        (b"event: t\ndata: 1\n\ndata: 2\n\n", None, [b"1", b"2"]),  # two events
+        (b"data: 1\ndata: 2\n\n", None, [b"1\n2"]),  # two data lines
+        (b"event: t\r\ndata: {}\r\n\r\n", None, [b"{}"]),  # CR line ends
+        (b": keep-alive\ndata: {}\n\n", None, [b"{}"]),  # a comment first
+        (b"data:{}\n\n", None, [b"{}"]),  # no space after the colon
+        (b"event: t\nid: 7\ndata: {}\n\n", None, [b"{}"]),  # another field
+        (b"event: t\ndata: {}\n", None, []),  # the event is not over
+        (b"event: t\n\n", None, []),  # no data
+    ],
+)
+def test_single_event_chunks_are_recognised(
+    chunk: bytes, single: bytes | None, events: list[bytes]
+) -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"data: first\n\n")  # past the byte-order-mark check
+    assert decoder.single(chunk) == single
+    assert decoder.feed(chunk) == events  # recognised or not, the same events
+
+
+def test_single_is_not_used_while_a_line_or_an_event_is_pending() -> None:
+    decoder = SSEDecoder()
+    decoder.feed(b"data: first\n\n")
+    decoder.feed(b"data: 1\n")
+    assert decoder.single(b"data: 2\n\n") is None
+    assert decoder.feed(b"data: 2\n\n") == [b"1\n2"]
+    decoder.feed(b"data: 3")
+    assert decoder.single(b"data: 4\n\n") is None
+    assert decoder.feed(b"\n\n") == [b"3"]
+
+
+@given(st.lists(st.sampled_from([b"event: t\n", b"data: x\n", b"data:y\n", b": c\n", b"\n"])))
+def test_single_agrees_with_the_line_by_line_decoding(lines: list[bytes]) -> None:
+    chunk = b"".join(lines)
+    decoder = SSEDecoder()
+    decoder.feed(b"data: first\n\n")
+    single = decoder.single(chunk)
+    one_event = lines in ([b"data: x\n", b"\n"], [b"event: t\n", b"data: x\n", b"\n"])
+    assert single == (b"x" if one_event else None)

@@ -541,7 +541,7 @@ class EngineBase(Generic[EventT, ResultT]):
 class StreamEngine(EngineBase[ev.Event, Response]):
     """The engine of a Responses API stream (see the module docstring)."""
 
-    __slots__ = ("_broken", "_last_sequence", "_max_resumes", "accumulator")
+    __slots__ = ("_broken", "_last_sequence", "_max_resumes", "_observing", "accumulator")
 
     def __init__(
         self,
@@ -555,10 +555,27 @@ class StreamEngine(EngineBase[ev.Event, Response]):
     ) -> None:
         super().__init__(recorder, metrics, metric_attributes, **options)
         self.accumulator = Accumulator()
+        self._observing = observing
         self._validate = _observed_event if observing else validate_event
         self._max_resumes = max_resumes
         self._last_sequence: int | None = None
         self._broken: StreamError | APIError | None = None
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes of the body, as they arrived."""
+        if self._observing and self.state is _STREAMING and self._head is None and not self._timers:
+            # the usual chunk, one whole event: an output delta or a repeat is only counted
+            payload = self._decoder.single(data)
+            if payload is not None:
+                seen = _unread(payload) if not self._payloads else None
+                if seen is None:
+                    self._payloads.append(payload)
+                else:
+                    self.events += 1
+                    if seen is _SEEN_DELTA and self._timed:
+                        self._chunk()
+                return
+        super().receive_data(data)
 
     # --- resuming a background stream ------------------------------------------------------
 
@@ -845,20 +862,21 @@ _PARTS = frozenset(
         b"content_part.done",
         b"output_text.done",
         b"refusal.done",
-        b"output_item.added",  # its item arrives whole with output_item.done
+        b"output_item.added",  # the terminal response carries every item
+        b"output_item.done",  # (a partial answer's items only matter for content capture)
         b"in_progress",  # response.created named the response already
     }
 )
 
 
-def _observed_event(data: bytes) -> ev.Event:
-    """Events the span needs are validated; output deltas and the events that only repeat
-    what others carry (content parts, ``output_item.added``, ``response.in_progress``) are only
-    counted.
+def _unread(data: bytes) -> ev.Event | None:
+    """What an observing engine need not validate: an output delta (:data:`_SEEN_DELTA`) or an
+    event that only repeats what others carry (:data:`_SEEN_PART`: content parts, output items,
+    ``response.in_progress``); ``None`` for anything else, or another JSON layout.
 
     For the tracing transport without content capture, whose events no one reads (the SDK above
     has its own): a delta counts as an output chunk for the timings; its text is not kept (the
-    terminal event carries the output). Anything else, or another JSON layout, is validated.
+    terminal event carries the output).
     """
     if data.startswith(_TYPE_PREFIX):
         end = data.find(b'"', 18)
@@ -867,7 +885,13 @@ def _observed_event(data: bytes) -> ev.Event:
             return _SEEN_DELTA
         if name in _PARTS:
             return _SEEN_PART
-    return validate_event(data)
+    return None
+
+
+def _observed_event(data: bytes) -> ev.Event:
+    """The event validator of an observing engine: only the events the span needs are validated
+    (see :func:`_unread`)."""
+    return _unread(data) or validate_event(data)
 
 
 def json_error(body: bytes) -> ResponseFailedError | None:

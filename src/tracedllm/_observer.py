@@ -10,7 +10,6 @@ here reads or writes a socket, and nothing changes what the SDK sees.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import zlib
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 from opentelemetry import _logs, metrics, trace
+from pydantic_core import from_json
 
 from . import attributes as attr
 from ._chat_engine import ChatEngine
@@ -80,12 +80,12 @@ class Observer:
         """
         if request.method != "POST":
             return None
-        path = request.url.path.rstrip("/")
-        chat = path.endswith("/chat/completions")
-        if not chat and not path.endswith("/responses"):
+        path = request.url.raw_path.partition(b"?")[0].rstrip(b"/")
+        chat = path.endswith(b"/chat/completions")
+        if not chat and not path.endswith(b"/responses"):
             return None
         try:
-            params = json.loads(request.content)
+            params = from_json(request.content)
         except (httpx.RequestNotRead, ValueError):  # a streamed or non-JSON body
             return None
         if not isinstance(params, dict) or instrumentation_suppressed():
@@ -136,8 +136,7 @@ class Observer:
                 observing=observing,
                 **options,
             )
-        shown = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"  # no query
-        return Exchange(engine, shown, self._max_event_bytes)
+        return Exchange(engine, url, self._max_event_bytes)
 
 
 class Exchange:
@@ -145,7 +144,9 @@ class Exchange:
 
     __slots__ = ("_body", "_cap", "_decode", "_engine", "_limit", "_mode", "_response", "_url")
 
-    def __init__(self, engine: StreamEngine | ChatEngine, url: str, max_event_bytes: int) -> None:
+    def __init__(
+        self, engine: StreamEngine | ChatEngine, url: httpx.URL, max_event_bytes: int
+    ) -> None:
         self._engine = engine
         self._limit = max_event_bytes
         self._url = url
@@ -170,7 +171,7 @@ class Exchange:
             self._fail(error)
             return
         content_type = response.headers.get("content-type", "")
-        if not response.is_success:
+        if not 200 <= response.status_code < 300:
             self._mode, self._cap = "error", MAX_ERROR_BODY
             recorder = self._engine.recorder
             if recorder is not None:
@@ -186,7 +187,9 @@ class Exchange:
         """The send or a read raised ``exc`` (a transport error, a cancellation...)."""
         error: BaseException = exc
         if isinstance(exc, httpx.TransportError):
-            error = connection_error(exc, self._url)
+            url = self._url
+            shown = f"{url.scheme}://{url.netloc.decode('ascii', 'replace')}{url.path}"  # no query
+            error = connection_error(exc, shown)
         self._fail(error)
 
     def received(self, chunk: bytes) -> None:

@@ -134,7 +134,11 @@ def telemetry_attributes(attributes: Mapping[str, Any]) -> Mapping[str, Any]:
     Message content (JSON, cut per text by the content capture) is only made encodable.
     """
     for value in attributes.values():
-        if not _fine(value):
+        kind = type(value)
+        if kind is str:  # the common kinds inline: this runs for every span
+            if not value.isascii() or len(value) > MAX_TELEMETRY_TEXT:
+                break
+        elif kind not in _SCALARS and not _fine(value):
             break
     else:
         return attributes  # the usual case: nothing to fix, nothing copied

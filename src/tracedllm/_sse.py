@@ -48,6 +48,9 @@ class SSEDecoder:
         """Decode one network chunk; returns the data of every event it completes."""
         if not chunk:
             return []
+        single = self.single(chunk)
+        if single is not None:
+            return [single]
         if self._start is not None:
             chunk = self._start + chunk
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
@@ -63,21 +66,43 @@ class SSEDecoder:
         if b"\r" in chunk:
             self._pending_cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            self._keep(chunk)
+        lines = chunk.split(b"\n")
+        rest = lines.pop()  # after the last line end: the start of an unfinished line
+        if not lines:
+            self._keep(rest)
             return []
         if self._line:
-            self._line.append(chunk[:end])
-            head = b"".join(self._line)
+            self._line.append(lines[0])
+            lines[0] = b"".join(self._line)
             self._line.clear()
             self._line_size = 0
-        else:
-            head = chunk[:end]
-        events = self._lines(head.split(b"\n"))
-        if end + 1 < len(chunk):
-            self._keep(chunk[end + 1 :])
+        events = self._lines(lines)
+        if rest:
+            self._keep(rest)
         return events
+
+    def single(self, chunk: bytes) -> bytes | None:
+        """The data of ``chunk`` when it is exactly one event with one data line, optionally
+        after an ``event:`` line (how servers frame nearly every event), and nothing is pending;
+        else ``None`` (and nothing is consumed).
+
+        The same result as :meth:`feed`, with a few scans instead of a split.
+        """
+        if self._line or self._data or self._pending_cr or self._start is not None:
+            return None
+        if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+            return None
+        if chunk.startswith(b"data: "):
+            start = 6
+        elif chunk.startswith(b"event:"):
+            start = chunk.find(b"\n") + 1
+            if not chunk.startswith(b"data: ", start):
+                return None
+            start += 6
+        else:
+            return None
+        data = chunk[start:-2]
+        return None if b"\n" in data else data
 
     def flush(self) -> list[bytes]:
         """End of stream: returns an event left without its closing blank line, if any.

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, cast
+from typing import Any, cast
 
-from pydantic import BeforeValidator, Field, ValidationError
+from pydantic import Field, ValidationError
 
-from .models import WireModel, _none_to_list
+from .models import ListOrNull, WireModel
 
 __all__ = [
     "ChatChoice",
@@ -187,9 +187,7 @@ class ChatChoice(WireModel):
 class ChatCompletion(_ChatAnswer):
     """A ``chat.completion``: the non-streaming answer, or a stream's accumulated result."""
 
-    choices: Annotated[list[ChatChoice], BeforeValidator(_none_to_list)] = Field(
-        default_factory=list
-    )
+    choices: ListOrNull[ChatChoice] = Field(default_factory=list)
 
     @property
     def output_text(self) -> str:

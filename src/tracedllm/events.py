@@ -18,9 +18,15 @@ import copy
 import enum
 import json
 from collections.abc import Callable
-from typing import Annotated, Any, Final, Literal, Union, cast
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal, Union, cast
 
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
 from typing_extensions import assert_never
 
 from .models import ErrorCode, OutputItem, Response, WireModel, _number_to_str
@@ -47,8 +53,14 @@ class BaseEvent(WireModel):
     sequence_number: int | None = None
 
 
-def _empty_if_none(value: Any) -> Any:
-    return {} if value is None else value
+def _empty_if_none(value: Response | None) -> Response:
+    return Response() if value is None else value
+
+
+if TYPE_CHECKING:
+    ResponseOrNull = Response
+else:  # validated after, not before: see ListOrNull
+    ResponseOrNull = Annotated[Response | None, AfterValidator(_empty_if_none)]
 
 
 class ResponseEvent(BaseEvent):
@@ -56,7 +68,7 @@ class ResponseEvent(BaseEvent):
 
     # Minimal servers omit the response object (or send null): an empty one keeps the event
     # typed, and the accumulator fills the ids from earlier events.
-    response: Annotated[Response, BeforeValidator(_empty_if_none)] = Field(default_factory=Response)
+    response: ResponseOrNull = Field(default_factory=Response)
 
 
 class _ItemEvent(BaseEvent):

@@ -7,9 +7,9 @@ invented zero. Output items and content parts of unknown types are kept as gener
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "CustomToolCallItem",
@@ -37,8 +37,21 @@ class WireModel(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
 
-def _none_to_list(value: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _none_to_list(value: list[_T] | None) -> list[_T]:
     return [] if value is None else value
+
+
+if TYPE_CHECKING:
+    ListOrNull = list
+else:
+    # After, not before, validation: a before-validator makes pydantic-core turn the JSON value
+    # into Python objects first and validate those, which doubles the cost of a large list.
+    ListOrNull = Annotated[list[_T] | None, AfterValidator(_none_to_list)]
+"""A list that ``null`` on the wire leaves empty (``ListOrNull[X]`` is ``list[X]`` to type
+checkers)."""
 
 
 def _number_to_str(value: Any) -> Any:
@@ -105,7 +118,7 @@ class OutputText(WireModel):
 
     type: Literal["output_text"]
     text: Text = ""
-    annotations: Annotated[list[Any], BeforeValidator(_none_to_list)] = Field(default_factory=list)
+    annotations: ListOrNull[Any] = Field(default_factory=list)
 
 
 class Refusal(WireModel):
@@ -142,9 +155,7 @@ class MessageItem(WireModel):
     id: str | None = None
     role: Annotated[str, BeforeValidator(_none_to_assistant)] = "assistant"
     status: str | None = None
-    content: Annotated[list[ContentPart], BeforeValidator(_none_to_list)] = Field(
-        default_factory=list
-    )
+    content: ListOrNull[ContentPart] = Field(default_factory=list)
 
 
 class FunctionCallItem(WireModel):
@@ -173,9 +184,7 @@ class ReasoningItem(WireModel):
 
     type: Literal["reasoning"]
     id: str | None = None
-    summary: Annotated[list[SummaryText], BeforeValidator(_none_to_list)] = Field(
-        default_factory=list
-    )
+    summary: ListOrNull[SummaryText] = Field(default_factory=list)
     content: list[GenericContentPart] | None = None
     encrypted_content: str | None = None
     status: str | None = None
@@ -215,9 +224,7 @@ class Response(WireModel):
     created_at: float | None = None
     model: str | None = None
     status: str | None = None
-    output: Annotated[list[OutputItem], BeforeValidator(_none_to_list)] = Field(
-        default_factory=list
-    )
+    output: ListOrNull[OutputItem] = Field(default_factory=list)
     usage: Usage | None = None
     error: ResponseError | None = None
     incomplete_details: IncompleteDetails | None = None

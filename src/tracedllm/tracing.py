@@ -158,10 +158,10 @@ def request_attributes(
 def _responses_request(params: Mapping[str, Any], attributes: dict[str, Any], latest: bool) -> None:
     _copy_number(params, "max_output_tokens", attributes, attr.GEN_AI_REQUEST_MAX_TOKENS, int)
     text = params.get("text")
-    fmt = text.get("format") if isinstance(text, Mapping) else None
+    fmt = text.get("format") if isinstance(text, dict) else None
     _output_type(fmt, attributes)
     conversation = params.get("conversation")
-    if isinstance(conversation, Mapping):
+    if isinstance(conversation, dict):
         conversation = conversation.get("id")
     if isinstance(conversation, str):
         attributes[attr.GEN_AI_CONVERSATION_ID] = conversation
@@ -170,7 +170,7 @@ def _responses_request(params: Mapping[str, Any], attributes: dict[str, Any], la
         if isinstance(previous, str):
             attributes[attr.GEN_AI_REQUEST_PREVIOUS_RESPONSE_ID] = previous
         reasoning = params.get("reasoning")
-        effort = reasoning.get("effort") if isinstance(reasoning, Mapping) else None
+        effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
         if isinstance(effort, str):
             attributes[attr.GEN_AI_REQUEST_REASONING_LEVEL] = effort
 
@@ -200,7 +200,7 @@ def _chat_request(params: Mapping[str, Any], attributes: dict[str, Any], latest:
 
 
 def _output_type(fmt: object, attributes: dict[str, Any]) -> None:
-    output_type = _OUTPUT_TYPES.get(fmt.get("type", "")) if isinstance(fmt, Mapping) else None
+    output_type = _OUTPUT_TYPES.get(fmt.get("type", "")) if isinstance(fmt, dict) else None
     if output_type is not None:
         attributes[attr.GEN_AI_OUTPUT_TYPE] = output_type
 
