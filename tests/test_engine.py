@@ -6,7 +6,6 @@ server (threads, events whose fields fail validation) or type-check a user's fil
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import shutil
@@ -199,6 +198,10 @@ OBSERVED_STREAMS = {
         *ok_events(parts=("Hel",))[:-1],
         {"type": "error", "code": "server_error", "message": "boom", "sequence_number": 3},
     ],
+    "untyped error object": [  # vLLM's: read from the payload of an unknown event
+        *ok_events(parts=("Hel",))[:-1],
+        {"object": "error", "message": "boom", "type": "BadRequestError", "code": 400},
+    ],
 }
 
 
@@ -209,12 +212,8 @@ def observe(provider: TracerProvider, chunks: list[bytes]) -> tuple[StreamEngine
     engine = StreamEngine(recorder, clock=clock, observing=True)
     for chunk in chunks:
         clock.now += 0.25
-        engine.receive_data(chunk)
-        with contextlib.suppress(tracedllm.TracedLLMError):
-            drain_events(engine)
-    engine.receive_eof()
-    with contextlib.suppress(tracedllm.TracedLLMError):
-        drain_events(engine)
+        engine.observe(chunk)
+    engine.observe_eof()
     return engine, clock.now
 
 
@@ -238,7 +237,15 @@ def test_an_observing_engine_records_the_same_span_however_the_body_is_cut(
         found.pop("gen_ai.response.time_to_first_chunk", None)  # when the first delta arrived
         seen[name] = (engine.events, span.status.status_code, found)
     assert len({repr(value) for value in seen.values()}) == 1, seen
-    assert seen["one event per chunk"][0] == len(frames)
+    events, status, found = seen["one event per chunk"]
+    assert events == len(frames)
+    assert status is (StatusCode.UNSET if stream == "completed" else StatusCode.ERROR)
+    expected_error = {
+        "truncated": "stream_truncated",
+        "error event": "server_error",
+        "untyped error object": "400",
+    }
+    assert found.get("error.type") == expected_error.get(stream)
 
 
 def test_an_observing_engine_times_the_chunks_it_only_counts(

@@ -57,6 +57,7 @@ from .errors import (
     ResponseIncompleteError,
     StreamError,
     StreamTruncatedError,
+    TracedLLMError,
 )
 from .metrics import GenAIMetrics
 from .models import Response
@@ -333,6 +334,30 @@ class EngineBase(Generic[EventT, ResultT]):
             self._end(self._partial(), outcome=outcome)
             self.state = State.DONE
 
+    # --- a driver that only watches --------------------------------------------------------
+
+    def observe(self, data: bytes) -> None:
+        """``data`` arrived, for a driver that only watches the stream (the tracing transport,
+        whose SDK reads the events itself): act on every event it completes. The events go
+        nowhere and nothing is raised; how the stream ended is on the span (and :attr:`error`).
+        """
+        self.receive_data(data)
+        self._act()
+
+    def observe_eof(self) -> None:
+        """The body ended, for a driver that only watches the stream (see :meth:`observe`)."""
+        self.receive_eof()
+        self._act()
+
+    def _act(self) -> None:
+        try:
+            while True:
+                step = self.next_event()
+                if step is NEED_DATA or step is FINISHED:
+                    return
+        except TracedLLMError:
+            pass  # recorded on the span
+
     # --- output ----------------------------------------------------------------------------
 
     def read_budget(self) -> float | None:
@@ -561,21 +586,27 @@ class StreamEngine(EngineBase[ev.Event, Response]):
         self._last_sequence: int | None = None
         self._broken: StreamError | APIError | None = None
 
-    def receive_data(self, data: bytes) -> None:
-        """Bytes of the body, as they arrived."""
-        if self._observing and self.state is _STREAMING and self._head is None and not self._timers:
-            # the usual chunk, one whole event: an output delta or a repeat is only counted
-            payload = self._decoder.single(data)
+    def observe(self, data: bytes) -> None:
+        """``data`` arrived, for a driver that only watches (see :meth:`EngineBase.observe`)."""
+        if (
+            self._observing
+            and self.state is _STREAMING
+            and self._head is None
+            and not self._payloads
+            and not self._timers
+        ):
+            payload = self._decoder.single(data)  # the usual chunk: one whole event
             if payload is not None:
-                seen = _unread(payload) if not self._payloads else None
+                seen = _unread(payload)
                 if seen is None:
                     self._payloads.append(payload)
-                else:
+                    self._act()
+                else:  # an output delta or a repeat: only counted, never queued or validated
                     self.events += 1
                     if seen is _SEEN_DELTA and self._timed:
                         self._chunk()
                 return
-        super().receive_data(data)
+        super().observe(data)
 
     # --- resuming a background stream ------------------------------------------------------
 
@@ -880,18 +911,20 @@ def _unread(data: bytes) -> ev.Event | None:
     """
     if data.startswith(_TYPE_PREFIX):
         end = data.find(b'"', 18)
-        name = data[18:end]
-        if name.endswith(b".delta"):
+        if data.endswith(b".delta", 18, end):
             return _SEEN_DELTA
-        if name in _PARTS:
+        if data[18:end] in _PARTS:
             return _SEEN_PART
     return None
 
 
 def _observed_event(data: bytes) -> ev.Event:
     """The event validator of an observing engine: only the events the span needs are validated
-    (see :func:`_unread`)."""
-    return _unread(data) or validate_event(data)
+    (see :func:`_unread`), without the unknown fields no one reads."""
+    event = _unread(data) or ev.validate_known_fields(data)
+    if type(event) is ev.UnknownEvent:  # its payload says what it is (an error object...)
+        return validate_event(data)
+    return event
 
 
 def json_error(body: bytes) -> ResponseFailedError | None:

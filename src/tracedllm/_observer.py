@@ -22,7 +22,7 @@ from pydantic_core import from_json
 from . import attributes as attr
 from ._chat_engine import ChatEngine
 from ._content import MAX_TEXT_LENGTH, CaptureMode, ContentMapper, capture_mode
-from ._engine import FINISHED, NEED_DATA, StreamEngine
+from ._engine import StreamEngine
 from ._http import MAX_ERROR_BODY, is_event_stream, is_json, status_error
 from ._request import connection_error
 from ._safety import Redactor
@@ -44,6 +44,7 @@ logger = logging.getLogger("tracedllm")
 
 _RETRY_COUNT_HEADER = b"x-stainless-retry-count"
 """openai-python's count of earlier attempts of the same call."""
+_KEPT_REDACTORS = 16
 _SECRET_HEADERS = frozenset({b"authorization", b"api-key", b"x-api-key", b"proxy-authorization"})
 
 
@@ -72,6 +73,16 @@ class Observer:
         self._metrics = GenAIMetrics(meter_provider)
         self._provider_name = provider_name
         self._max_event_bytes = max_event_bytes
+        self._redactors: dict[tuple[str, ...], Redactor] = {}
+
+    def _redactor(self, secrets: tuple[str, ...]) -> Redactor:
+        """The :class:`Redactor` of a request's credentials (built once: they rarely change)."""
+        redactor = self._redactors.get(secrets)
+        if redactor is None:
+            if len(self._redactors) >= _KEPT_REDACTORS:
+                self._redactors.clear()  # credentials rotated many times: start over
+            redactor = self._redactors[secrets] = Redactor(secrets)
+        return redactor
 
     def start(self, request: httpx.Request) -> Exchange | None:
         """The exchange of a traced request (its span started, not current), else ``None``.
@@ -117,7 +128,7 @@ class Observer:
                 attributes[attr.HTTP_REQUEST_RESEND_COUNT] = int(value)
         recorder = SpanRecorder.start(self._tracing, attributes, params, chat=chat)
         options: dict[str, Any] = {
-            "redactor": Redactor(secrets),
+            "redactor": self._redactor(tuple(secrets)),
             "max_event_bytes": self._max_event_bytes,
         }
         engine: StreamEngine | ChatEngine
@@ -165,12 +176,12 @@ class Exchange:
     def sent(self, response: httpx.Response) -> None:
         """The inner transport answered (status and headers; the body is read later)."""
         self._response = response
+        content_type, encoding = _content_headers(response.headers)
         try:
-            self._decode = _decoder(response.headers.get("content-encoding", ""))
+            self._decode = _decoder(encoding)
         except ContentDecodingError as error:
             self._fail(error)
             return
-        content_type = response.headers.get("content-type", "")
         if not 200 <= response.status_code < 300:
             self._mode, self._cap = "error", MAX_ERROR_BODY
             recorder = self._engine.recorder
@@ -202,8 +213,7 @@ class Exchange:
             self._fail(ContentDecodingError(self._encoding()))
             return
         if self._mode == "stream":
-            self._engine.receive_data(data)
-            self._pump()
+            self._engine.observe(data)
         elif len(self._body) < self._cap:
             self._body += data[: self._cap - len(self._body)]
 
@@ -213,8 +223,7 @@ class Exchange:
         self._mode = "done"
         try:
             if mode == "stream":
-                self._engine.receive_eof()
-                self._pump()
+                self._engine.observe_eof()
             elif mode == "json":
                 self._engine.receive_json(bytes(self._body))
             elif mode == "error" and self._response is not None:
@@ -232,17 +241,6 @@ class Exchange:
         self._mode = "done"
         self._engine.stop(outcome)
 
-    def _pump(self) -> None:
-        """Let the engine act on what it was given (its events are the SDK's, not ours)."""
-        engine = self._engine
-        try:
-            while True:
-                step = engine.next_event()
-                if step is NEED_DATA or step is FINISHED:
-                    return
-        except TracedLLMError:
-            self._mode = "done"  # the stream failed: recorded on the span
-
     def _fail(self, error: BaseException) -> None:
         self._mode = "done"
         self._engine.fail(error)
@@ -254,6 +252,20 @@ class Exchange:
 
 _provider = functools.lru_cache(maxsize=64)(provider_for_host)
 """``provider_for_host``, once per host."""
+
+
+def _content_headers(headers: httpx.Headers) -> tuple[str, str]:
+    """``content-type`` and ``content-encoding``, in one pass (``httpx.Headers.get`` scans the
+    headers once per name, and raises and catches ``KeyError`` for a missing one)."""
+    content_type: list[str] = []
+    encoding: list[str] = []
+    for name, value in headers.raw:
+        name = name.lower()
+        if name == b"content-type":
+            content_type.append(value.decode("latin-1"))
+        elif name == b"content-encoding":
+            encoding.append(value.decode("latin-1"))
+    return ", ".join(content_type), ", ".join(encoding)
 
 
 def _decoder(encoding: str) -> Callable[[bytes], bytes] | None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 from .errors import EventTooLargeError
 
 _BOM = b"\xef\xbb\xbf"
+_CR, _LF = ord("\r"), ord("\n")
+"""As ints: ``_CR in chunk`` is one ``memchr``, several times faster than ``b"\\r" in chunk``."""
 
 
 class SSEDecoder:
@@ -63,7 +65,7 @@ class SSEDecoder:
             self._pending_cr = False
             if chunk.startswith(b"\n"):
                 chunk = chunk[1:]
-        if b"\r" in chunk:
+        if _CR in chunk:
             self._pending_cr = chunk.endswith(b"\r")
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         lines = chunk.split(b"\n")
@@ -90,7 +92,7 @@ class SSEDecoder:
         """
         if self._line or self._data or self._pending_cr or self._start is not None:
             return None
-        if not chunk.endswith(b"\n\n") or b"\r" in chunk:
+        if not chunk.endswith(b"\n\n") or _CR in chunk:
             return None
         if chunk.startswith(b"data: "):
             start = 6
@@ -102,7 +104,7 @@ class SSEDecoder:
         else:
             return None
         data = chunk[start:-2]
-        return None if b"\n" in data else data
+        return None if _LF in data else data
 
     def flush(self) -> list[bytes]:
         """End of stream: returns an event left without its closing blank line, if any.

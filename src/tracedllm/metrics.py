@@ -70,7 +70,8 @@ _METRIC_ATTRIBUTES = (
 def metric_attributes(span_attributes: dict[str, Any]) -> dict[str, Any]:
     """The subset of the span-start attributes that metrics carry."""
     chosen = {key: span_attributes[key] for key in _METRIC_ATTRIBUTES if key in span_attributes}
-    return dict(telemetry_attributes(chosen))
+    fixed = telemetry_attributes(chosen)
+    return chosen if fixed is chosen else dict(fixed)
 
 
 class GenAIMetrics:
