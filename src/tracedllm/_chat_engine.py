@@ -84,10 +84,7 @@ class ChatEngine(EngineBase[ChatCompletionChunk, ChatCompletion]):
             self._failed(self._truncated("the JSON answer has no choices"), drain=False)
         else:
             self._failed(error, drain=False)
-        pending = self._pending
-        assert pending is not None
-        self._pending = None
-        raise pending
+        self._raise_pending()
 
     def _invalid(self, data: bytes) -> ChatCompletionChunk | None:
         repaired = repair_chunk(data)

@@ -36,7 +36,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NoReturn, TypeVar
 
 from pydantic import ValidationError
 
@@ -456,6 +456,13 @@ class EngineBase(Generic[EventT, ResultT]):
         else:
             self.state = State.DONE
 
+    def _raise_pending(self) -> NoReturn:
+        """Raise the failure decided for a whole (not streamed) answer."""
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        raise pending
+
     def _drain(self) -> None:
         if self.state is not State.SETTLING:  # a wait that began at an `error` event goes on
             self._start_waiting()
@@ -735,10 +742,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
                 self._failed(self._truncated("the JSON answer could not be decoded"), drain=False)
         else:
             self._failed(error, drain=False)
-        pending = self._pending
-        assert pending is not None
-        self._pending = None
-        raise pending
+        self._raise_pending()
 
     def _invalid(self, data: bytes) -> ev.Event | None:
         """A payload that is not a valid JSON object: a repairable terminal event, or nothing."""
