@@ -290,16 +290,19 @@ def usage_attributes(usage: Usage | CompletionUsage, *, latest: bool) -> dict[st
         written = details.cache_write_tokens if details is not None else None
         output_details = usage.output_tokens_details
         reasoning = output_details.reasoning_tokens if output_details is not None else None
-    values = {
-        attr.GEN_AI_USAGE_INPUT_TOKENS: usage.input_tokens,
-        attr.GEN_AI_USAGE_OUTPUT_TOKENS: usage.output_tokens,
-        attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: cached,
-        attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: written,
-        attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: reasoning,
-    }
-    if latest:
+    values: dict[str, int] = {}
+    for name, value in (
+        (attr.GEN_AI_USAGE_INPUT_TOKENS, usage.input_tokens),
+        (attr.GEN_AI_USAGE_OUTPUT_TOKENS, usage.output_tokens),
+        (attr.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, cached),
+        (attr.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS, written),
+        (attr.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, reasoning),
+    ):
+        if value is not None:
+            values[name] = value
+    if latest and written is not None:
         values[attr.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS] = written
-    return {key: value for key, value in values.items() if value is not None}
+    return values
 
 
 class SpanRecorder:
