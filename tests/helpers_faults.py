@@ -20,6 +20,21 @@ USAGE: dict[str, Any] = {
     "total_tokens": 19,
 }
 JSON = (("content-type", "application/json"),)
+CHAT_USAGE: dict[str, Any] = {
+    "prompt_tokens": 12,
+    "completion_tokens": 7,
+    "total_tokens": 19,
+    "prompt_tokens_details": {"cached_tokens": 5},
+    "completion_tokens_details": {"reasoning_tokens": 2},
+}
+"""The Chat Completions report of the same counts as :data:`USAGE`."""
+USAGE_ATTRIBUTES = {
+    "gen_ai.usage.input_tokens": 12,
+    "gen_ai.usage.output_tokens": 7,
+    "gen_ai.usage.cache_read.input_tokens": 5,
+    "gen_ai.usage.reasoning.output_tokens": 2,
+}
+"""What :data:`USAGE` and :data:`CHAT_USAGE` record on a span."""
 
 
 def response(
@@ -134,3 +149,13 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 60.0) -> bo
             return True
         await asyncio.sleep(0.01)
     return predicate()
+
+
+def sse_frames(body: bytes) -> tuple[bytes, ...]:
+    """A body cut after each blank line, as a server writes one event per chunk."""
+    pieces = body.split(b"\n\n")
+    out = [piece + b"\n\n" for piece in pieces[:-1]]
+    if pieces[-1]:
+        out.append(pieces[-1])
+    assert b"".join(out) == body
+    return tuple(out)

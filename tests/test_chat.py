@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from conftest import MakeClient, Runner, only_span
+from helpers_faults import CHAT_USAGE, USAGE_ATTRIBUTES
 from test_conventions import validate
 from tracedllm import (
     APITimeoutError,
@@ -38,19 +39,6 @@ RESPONSE_MODEL = "gpt-test-2025-01-01"
 CID = "chatcmpl-1"
 MESSAGES: list[dict[str, Any]] = [{"role": "user", "content": "hi"}]
 JSON = (("content-type", "application/json"),)
-USAGE: dict[str, Any] = {
-    "prompt_tokens": 12,
-    "completion_tokens": 7,
-    "total_tokens": 19,
-    "prompt_tokens_details": {"cached_tokens": 5},
-    "completion_tokens_details": {"reasoning_tokens": 2},
-}
-USAGE_ATTRS = {
-    "gen_ai.usage.input_tokens": 12,
-    "gen_ai.usage.output_tokens": 7,
-    "gen_ai.usage.cache_read.input_tokens": 5,
-    "gen_ai.usage.reasoning.output_tokens": 2,
-}
 ERROR_TYPE = "error.type"
 RESPONSE_ID = "gen_ai.response.id"
 FINISH = "gen_ai.response.finish_reasons"
@@ -98,7 +86,7 @@ def text_chunks(parts: Sequence[str], index: int = 0) -> list[dict[str, Any]]:
 def ok_chunks(
     parts: Sequence[str] = ("Hel", "lo"),
     finish: str = "stop",
-    usage: dict[str, Any] | None = USAGE,
+    usage: dict[str, Any] | None = CHAT_USAGE,
 ) -> list[dict[str, Any]]:
     """Text pieces, a finish chunk and (with include_usage) the usage chunk, ``choices: []``."""
     out = [*text_chunks(parts), chunk(choice(finish=finish))]
@@ -124,7 +112,7 @@ def partial_body(parts: Sequence[str] = ("Hel", "lo")) -> bytes:
 def completion_json(
     content: str | None = "Hello",
     finish: str = "stop",
-    usage: dict[str, Any] | None = USAGE,
+    usage: dict[str, Any] | None = CHAT_USAGE,
     **message: Any,
 ) -> dict[str, Any]:
     """A ``chat.completion`` object, as a ``stream: false`` request gets it."""
@@ -280,7 +268,7 @@ async def test_text_stream_chunks_final_and_span(
         RESPONSE_ID: CID,
         "gen_ai.response.model": RESPONSE_MODEL,
         FINISH: ("stop",),
-        **USAGE_ATTRS,
+        **USAGE_ATTRIBUTES,
         "openai.response.system_fingerprint": "fp_1",
         "openai.response.service_tier": "default",
         EVENTS: len(chunks),
@@ -355,7 +343,7 @@ async def test_create_without_stream_parses_the_json_answer(
     assert values[FINISH] == ("stop",)
     assert values["openai.api.type"] == "chat_completions"
     assert values["openai.response.system_fingerprint"] == "fp_test"
-    assert {k: values[k] for k in USAGE_ATTRS} == USAGE_ATTRS
+    assert {k: values[k] for k in USAGE_ATTRIBUTES} == USAGE_ATTRIBUTES
 
 
 async def test_create_without_stream_json_error_object_is_a_failure(
@@ -399,7 +387,7 @@ def two_choices_with_tool_calls() -> list[dict[str, Any]]:
         chunk(choice(0, tool_calls=[tool_delta(1, arguments='{"city": "Oslo"}')])),
         chunk(choice(1, finish="tool_calls")),
         chunk(choice(0, finish="tool_calls")),
-        chunk(usage=USAGE),
+        chunk(usage=CHAT_USAGE),
     ]
 
 
@@ -451,7 +439,7 @@ async def test_two_text_choices(
         chunk(choice(0, content="One")),
         chunk(choice(0, finish="stop")),
         chunk(choice(1, content=" more", finish="length")),
-        chunk(usage=USAGE),
+        chunk(usage=CHAT_USAGE),
     ]
     server.enqueue(Reply(body=frame(chunks)))
     final = await final_of(runner, await create(runner, make(), stream=True, n=2))
@@ -470,7 +458,7 @@ async def test_tool_call_ids_and_names_from_the_first_delta_only(
         chunk(choice(tool_calls=[{"index": 0, "function": {"arguments": '{"a"'}}])),
         chunk(choice(tool_calls=[{"index": 0, "function": {"arguments": ": 1}"}}])),
         chunk(choice(finish="tool_calls")),
-        chunk(usage=USAGE),
+        chunk(usage=CHAT_USAGE),
     ]
     server.enqueue(Reply(body=frame(chunks)))
     final = await final_of(runner, await create(runner, make(), stream=True))
@@ -570,7 +558,7 @@ async def test_refusal_deltas(
         chunk(choice(refusal="I can't ")),
         chunk(choice(refusal="help with that.")),
         chunk(choice(finish="stop")),
-        chunk(usage=USAGE),
+        chunk(usage=CHAT_USAGE),
     ]
     server.enqueue(Reply(body=frame(chunks)))
     stream = await create(runner, make(capture_content=True), stream=True)
@@ -634,7 +622,7 @@ async def test_azure_prompt_filter_chunk_and_content_filter_results(
     runner: Runner, server: LoopbackServer, make: MakeClient, span_exporter: InMemorySpanExporter
 ) -> None:
     chunks = [PROMPT_FILTER_CHUNK, *(filtered(c, SAFE) for c in ok_chunks()[:-1])]
-    chunks.append(chunk(usage=USAGE))
+    chunks.append(chunk(usage=CHAT_USAGE))
     server.enqueue(Reply(body=frame(chunks), chunk_size=7))
     client = make(provider_name="azure.ai.openai")
     stream = await create(runner, client, stream=True)
@@ -662,7 +650,7 @@ async def test_content_filter_finish_returns_normally(
         PROMPT_FILTER_CHUNK,
         *text_chunks(["Once upon"]),
         filtered(chunk(choice(finish="content_filter")), flagged),
-        chunk(usage=USAGE),
+        chunk(usage=CHAT_USAGE),
     ]
     server.enqueue(Reply(body=frame(chunks)))
     final = await final_of(runner, await create(runner, make(), stream=True))
@@ -682,7 +670,7 @@ async def test_length_finish_returns_normally(
     assert (final.choices[0].finish_reason, content_of(final)) == ("length", "Hel")
     values = unset_span(span_exporter)
     assert values[FINISH] == ("length",)
-    assert {k: values[k] for k in USAGE_ATTRS} == USAGE_ATTRS
+    assert {k: values[k] for k in USAGE_ATTRIBUTES} == USAGE_ATTRIBUTES
     (message,) = output_messages(values)
     assert message["finish_reason"] == "length"
 
@@ -700,7 +688,7 @@ async def test_empty_choice_chunks_and_chunks_without_id(
         ": keep-alive\n\n",
         chunk(choice(content="lo"), cid=None),
         chunk(choice(finish="stop")),
-        chunk(usage=USAGE),
+        chunk(usage=CHAT_USAGE),
     ]
     server.enqueue(Reply(body=frame(chunks)))
     final = await final_of(runner, await create(runner, make(), stream=True))
@@ -830,7 +818,7 @@ async def test_error_chunk_mid_stream(
     [
         partial_body(),
         partial_body() + b"data: [DONE]\n\n",
-        frame([*text_chunks(["Hel", "lo"]), chunk(usage=USAGE)]),
+        frame([*text_chunks(["Hel", "lo"]), chunk(usage=CHAT_USAGE)]),
     ],
     ids=["eof", "done-before-finish", "usage-but-no-finish"],
 )
@@ -1242,7 +1230,7 @@ async def test_time_to_first_chunk_waits_for_content(
     rest = [
         chunk(choice(content="Hel")),
         chunk(choice(content="lo", finish="stop")),
-        chunk(usage=USAGE),
+        chunk(usage=CHAT_USAGE),
     ]
     pieces = (frame(NOT_CONTENT[first], done=False), frame(rest))
     server.enqueue(Reply(chunks=pieces, chunk_delay=0.5))

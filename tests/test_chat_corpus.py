@@ -21,6 +21,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import tracedllm
 from conftest import Runner, load_manifest, only_span, require_corpus
+from helpers_faults import sse_frames
 from test_conventions import validate
 from tracedllm import ChatCompletion, ChatCompletionChunk, NotFoundError
 from tracedllm._loopback import LoopbackServer, Reply
@@ -77,20 +78,10 @@ def wire_fact(body: bytes, key: str) -> Any:
     return values[-1] if values else None
 
 
-def frames(body: bytes) -> tuple[bytes, ...]:
-    """The body cut after each blank line, as a server writes one event per chunk."""
-    pieces = body.split(b"\n\n")
-    out = [piece + b"\n\n" for piece in pieces[:-1]]
-    if pieces[-1]:
-        out.append(pieces[-1])
-    assert b"".join(out) == body
-    return tuple(out)
-
-
 def reply(body: bytes, content_type: str, chunking: str, status: int = 200) -> Reply:
     headers = (("content-type", content_type),)
     if chunking == "frames":
-        return Reply(status, body, headers, chunks=frames(body))
+        return Reply(status, body, headers, chunks=sse_frames(body))
     size = {"whole": None, "7-byte": 7, "1-byte": 1}[chunking]
     return Reply(status, body, headers, chunk_size=size)
 

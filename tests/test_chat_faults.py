@@ -30,13 +30,12 @@ from opentelemetry.trace import StatusCode
 import tracedllm._http
 from conftest import MakeClient, Runner, only_span
 from fault_servers import Conn, RawRequest, RawServer, comment, sse
-from helpers_faults import wait_until
+from helpers_faults import USAGE_ATTRIBUTES, wait_until
 from test_chat import (
     CID,
     JSON,
     MESSAGES,
     MODEL,
-    USAGE_ATTRS,
     api_error,
     attrs,
     completion_json,
@@ -253,7 +252,7 @@ async def test_done_then_socket_held_open(
     assert span.status.status_code is StatusCode.UNSET
     assert span.end_time is not None and span.start_time is not None
     assert (span.end_time - span.start_time) / 1e9 < 30
-    assert {k: attrs(span)[k] for k in USAGE_ATTRS} == USAGE_ATTRS
+    assert {k: attrs(span)[k] for k in USAGE_ATTRIBUTES} == USAGE_ATTRIBUTES
     assert await wait_until(lambda: server.open_connections == 0, timeout=60)
 
 
@@ -267,7 +266,7 @@ async def test_usage_chunk_without_done_then_socket_held_open(
     assert time.monotonic() - started < 30
     assert content_of(final) == "Hello" and final.usage is not None
     values = unset_span(span_exporter)
-    assert {k: values[k] for k in USAGE_ATTRS} == USAGE_ATTRS
+    assert {k: values[k] for k in USAGE_ATTRIBUTES} == USAGE_ATTRIBUTES
     assert await wait_until(lambda: server.open_connections == 0, timeout=60)
 
 

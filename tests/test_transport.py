@@ -56,6 +56,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 import tracedllm
 from conftest import load_manifest, require_corpus
 from fault_servers import POLL, Conn, RawRequest, RawServer, Script
+from helpers_faults import CHAT_USAGE, USAGE, USAGE_ATTRIBUTES
 from tracedllm._loopback import LoopbackServer, RecordedRequest, Reply, sse_body
 from tracedllm.testing import chat_chunks_of, chat_stream_of, events_of, stream_of
 
@@ -65,27 +66,6 @@ MESSAGES = [{"role": "user", "content": "Say hi"}]
 JSON = (("content-type", "application/json"),)
 HTML = (("content-type", "text/html; charset=utf-8"),)
 FAST_RETRY = (("retry-after-ms", "1"),)  # openai-python waits what the server says
-
-USAGE: dict[str, Any] = {
-    "input_tokens": 12,
-    "input_tokens_details": {"cached_tokens": 5},
-    "output_tokens": 7,
-    "output_tokens_details": {"reasoning_tokens": 2},
-    "total_tokens": 19,
-}
-CHAT_USAGE: dict[str, Any] = {
-    "prompt_tokens": 12,
-    "completion_tokens": 7,
-    "total_tokens": 19,
-    "prompt_tokens_details": {"cached_tokens": 5},
-    "completion_tokens_details": {"reasoning_tokens": 2},
-}
-USAGE_ATTRIBUTES = {
-    "gen_ai.usage.input_tokens": 12,
-    "gen_ai.usage.output_tokens": 7,
-    "gen_ai.usage.cache_read.input_tokens": 5,
-    "gen_ai.usage.reasoning.output_tokens": 2,
-}
 
 ERROR_TYPE = "error.type"
 RESPONSE_ID = "gen_ai.response.id"

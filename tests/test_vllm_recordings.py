@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from conftest import MakeClient, Runner, only_span
-from helpers_faults import attrs
+from helpers_faults import attrs, sse_frames
 from tracedllm import (
     ChatCompletion,
     Choice,
@@ -74,21 +74,11 @@ def entry_named(name: str) -> dict[str, Any]:
     return entry
 
 
-def frames(body: bytes) -> tuple[bytes, ...]:
-    """The body cut after each blank line, as vLLM writes one SSE event per chunk."""
-    pieces = body.split(b"\n\n")
-    out = [piece + b"\n\n" for piece in pieces[:-1]]
-    if pieces[-1]:
-        out.append(pieces[-1])
-    assert b"".join(out) == body
-    return tuple(out)
-
-
 def replay(server: LoopbackServer, entry: dict[str, Any]) -> None:
     """Script the loopback server to answer with the recording, status and content type."""
     body = (FIXTURES / entry["file"]).read_bytes()
     assert len(body) == entry["bytes"]
-    chunks = frames(body) if entry["file"].endswith(".sse") else None
+    chunks = sse_frames(body) if entry["file"].endswith(".sse") else None
     headers = (("content-type", str(entry["content_type"])),)
     server.enqueue(Reply(entry["status_code"], body, headers, chunks=chunks))
 
