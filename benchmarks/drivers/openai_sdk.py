@@ -78,19 +78,12 @@ def _sync_client(base_url: str, http: HttpClient, tracing: _Instrumentation) -> 
     )
 
 
-class OpenAISync(SyncDriver):
-    """``client.responses.create(stream=True)``, iterating every typed event."""
+class _SyncSDKDriver(SyncDriver):
+    """An ``openai.OpenAI`` client on one of the HTTP clients, and the instrumentation's switch."""
 
     def __init__(self, base_url: str, instrumented: bool, http: HttpClient = "default") -> None:
         self._instrumentation = _Instrumentation(instrumented, transport=http == "transport")
         self._client = _sync_client(base_url, http, self._instrumentation)
-
-    def stream(self) -> int:
-        count = 0
-        with self._client.responses.create(model=MODEL, input=PROMPT, stream=True) as events:
-            for _ in events:
-                count += 1
-        return count
 
     def before(self) -> None:
         self._instrumentation.on()
@@ -102,20 +95,12 @@ class OpenAISync(SyncDriver):
         self._client.close()
 
 
-class OpenAIAsync(AsyncDriver):
-    """The asyncio twin of :class:`OpenAISync`."""
+class _AsyncSDKDriver(AsyncDriver):
+    """The asyncio twin of :class:`_SyncSDKDriver` (openai-python's own httpx2 client)."""
 
     def __init__(self, base_url: str, instrumented: bool) -> None:
         self._client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
         self._instrumentation = _Instrumentation(instrumented)
-
-    async def stream(self) -> int:
-        count = 0
-        events = await self._client.responses.create(model=MODEL, input=PROMPT, stream=True)
-        async with events:
-            async for _ in events:
-                count += 1
-        return count
 
     def before(self) -> None:
         self._instrumentation.on()
@@ -125,6 +110,29 @@ class OpenAIAsync(AsyncDriver):
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+class OpenAISync(_SyncSDKDriver):
+    """``client.responses.create(stream=True)``, iterating every typed event."""
+
+    def stream(self) -> int:
+        count = 0
+        with self._client.responses.create(model=MODEL, input=PROMPT, stream=True) as events:
+            for _ in events:
+                count += 1
+        return count
+
+
+class OpenAIAsync(_AsyncSDKDriver):
+    """The asyncio twin of :class:`OpenAISync`."""
+
+    async def stream(self) -> int:
+        count = 0
+        events = await self._client.responses.create(model=MODEL, input=PROMPT, stream=True)
+        async with events:
+            async for _ in events:
+                count += 1
+        return count
 
 
 _INCLUDE_USAGE: Any = {"include_usage": True}
@@ -137,13 +145,10 @@ def _text(chunk: Any, parts: list[str]) -> None:
             parts.append(content)
 
 
-class OpenAIChatSync(SyncDriver):
+class OpenAIChatSync(_SyncSDKDriver):
     """``client.chat.completions.create(stream=True)``, iterating every typed chunk."""
 
-    def __init__(self, base_url: str, instrumented: bool, http: HttpClient = "default") -> None:
-        self._instrumentation = _Instrumentation(instrumented, transport=http == "transport")
-        self._client = _sync_client(base_url, http, self._instrumentation)
-        self.text = ""
+    text = ""
 
     def stream(self) -> int:
         count = 0
@@ -157,23 +162,11 @@ class OpenAIChatSync(SyncDriver):
         self.text = "".join(parts)
         return count
 
-    def before(self) -> None:
-        self._instrumentation.on()
 
-    def after(self) -> int | None:
-        return self._instrumentation.off()
-
-    def close(self) -> None:
-        self._client.close()
-
-
-class OpenAIChatAsync(AsyncDriver):
+class OpenAIChatAsync(_AsyncSDKDriver):
     """The asyncio twin of :class:`OpenAIChatSync`."""
 
-    def __init__(self, base_url: str, instrumented: bool) -> None:
-        self._client = openai.AsyncOpenAI(base_url=base_url, api_key="sk-bench", max_retries=0)
-        self._instrumentation = _Instrumentation(instrumented)
-        self.text = ""
+    text = ""
 
     async def stream(self) -> int:
         count = 0
@@ -187,12 +180,3 @@ class OpenAIChatAsync(AsyncDriver):
                 count += 1
         self.text = "".join(parts)
         return count
-
-    def before(self) -> None:
-        self._instrumentation.on()
-
-    def after(self) -> int | None:
-        return self._instrumentation.off()
-
-    async def aclose(self) -> None:
-        await self._client.close()
