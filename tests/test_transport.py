@@ -34,6 +34,7 @@ import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -1597,3 +1598,53 @@ def test_connection_options_reach_the_wrapped_transport(keepalive: int | None) -
         while server.open_connections != expected and time.monotonic() < deadline:
             time.sleep(0.01)
         assert server.open_connections == expected
+
+
+def test_one_traced_http_client_shared_by_threads_with_their_own_keys(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
+) -> None:
+    """8 threads, each with its own key, share one traced httpx.Client: one span per call with
+    its own answer, and the key a server echoes in an error is redacted on that call's span."""
+    threads, per_thread = 8, 30
+    keys = [f"sk-thread-{t}-not-a-real-key-0123456789" for t in range(threads)]
+
+    def reply(request: RecordedRequest) -> Reply:
+        n = int(request.json()["input"])
+        if n % 3 == 0:  # as OpenAI does for a wrong key: the key, in the message
+            key = request.headers["authorization"].removeprefix("Bearer ")
+            return json_reply(api_error(f"Incorrect API key provided: {key}", "bad_key"), 401)
+        return Reply(body=stream_of(text=[f"answer {n}", "."], response_id=f"resp_{n}"))
+
+    def call(t: int) -> list[str | None]:
+        client = openai.OpenAI(
+            base_url=server.base_url, api_key=keys[t], max_retries=0, http_client=http
+        )
+        ids: list[str | None] = []
+        for n in range(t * per_thread, (t + 1) * per_thread):
+            try:
+                stream = client.responses.create(model=MODEL, input=str(n), stream=True)
+                last = list(stream)[-1]
+                assert last.type == "response.completed"
+                ids.append(last.response.id)
+            except openai.AuthenticationError:
+                ids.append(None)
+        return ids
+
+    http: Any  # openai-python 3 types http_client as httpx2.Client; httpx.Client works
+    with (
+        LoopbackServer(default=reply) as server,
+        tracedllm.traced_http_client(tracer_provider=tracer_provider) as http,
+        ThreadPoolExecutor(threads) as pool,
+    ):
+        results = [n for ids in pool.map(call, range(threads)) for n in ids]
+    total = threads * per_thread
+    assert results == [None if n % 3 == 0 else f"resp_{n}" for n in range(total)]
+    spans = span_exporter.get_finished_spans()
+    assert len(spans) == total
+    failed = [span for span in spans if span.status.status_code is StatusCode.ERROR]
+    assert len(failed) == len([n for n in range(total) if n % 3 == 0])
+    assert all("[REDACTED]" in (span.status.description or "") for span in failed)
+    ids = sorted(attrs(span)[RESPONSE_ID] for span in spans if span not in failed)
+    assert ids == sorted(f"resp_{n}" for n in range(total) if n % 3)
+    telemetry = repr([(span.attributes, span.status.description, span.events) for span in spans])
+    assert not any(key in telemetry for key in keys)
