@@ -156,6 +156,22 @@ def test_end_of_input_before_a_terminal_event_is_a_truncation() -> None:
     assert engine.next_event() is FINISHED
 
 
+@pytest.mark.parametrize("terminated", [True, False], ids=["one-chunk", "unterminated-at-eof"])
+def test_an_event_over_the_limit_ends_the_stream(terminated: bool) -> None:
+    head = sse_body([created()])
+    limit = len(head)  # response.created fits
+    big = b"data:" + b"x" * (limit + 1)  # "data:" without a space: one byte too many
+    engine = StreamEngine(max_event_bytes=limit)
+    engine.receive_data(head + big + (b"\n\n" if terminated else b""))
+    engine.receive_eof()
+    assert getattr(engine.next_event(), "type", None) == "response.created"
+    with pytest.raises(tracedllm.EventTooLargeError) as caught:
+        engine.next_event()
+    assert caught.value.limit == limit
+    assert caught.value.response is not None and caught.value.response.id is not None
+    assert engine.next_event() is FINISHED
+
+
 def test_time_to_first_chunk_is_exact_with_the_engines_clock(
     tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter
 ) -> None:

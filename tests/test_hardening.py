@@ -191,6 +191,38 @@ async def test_line_that_never_ends_is_event_too_large(
         assert await wait_until(lambda: server.open_connections == 0)
 
 
+async def test_an_event_over_the_limit_in_one_chunk_ends_the_stream_after_the_events_before_it(
+    runner: Runner, connect: Connect, span_exporter: InMemorySpanExporter
+) -> None:
+    limit = 4096
+    too_large = deltas(["x" * 2 * limit], first_seq=2)[0]
+
+    def one_chunk(conn: Conn, request: RawRequest) -> None:
+        conn.start_chunked()
+        conn.send_chunk(sse(created()) + sse(deltas(["Hel"])[0]) + sse(too_large))
+        conn.send_chunk(sse(completed(text="Hel" + "x" * 2 * limit, seq=3)))
+        conn.end_chunked()
+
+    with RawServer(one_chunk) as server:
+        stream = await create(runner, connect(server, max_event_bytes=limit), stream=True)
+        received: list[Any] = []
+        with pytest.raises(new("EventTooLargeError")) as caught:
+            if runner.is_async:
+                async for event in stream:
+                    received.append(event)
+            else:
+                received.extend(stream)
+    assert [event.type for event in received] == [
+        "response.created",
+        "response.output_text.delta",
+    ]
+    error: Any = caught.value
+    assert error.limit == limit
+    assert error.response is not None and error.response.output_text == "Hel"
+    values = error_span(span_exporter, "event_too_large")
+    assert values[RESPONSE_ID] == "resp_1"
+
+
 async def test_ten_megabyte_event_fits_the_default_limit(
     runner: Runner, connect: Connect, span_exporter: InMemorySpanExporter
 ) -> None:

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tracedllm._sse import SSEDecoder
+from tracedllm.errors import EventTooLargeError
 
 
 def decode_all(chunks: list[bytes]) -> list[bytes]:
@@ -75,6 +76,43 @@ def test_any_chunking_gives_the_same_events(payloads: list[bytes], data: st.Data
     cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
     chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
     assert decode_all(chunks) == payloads
+
+
+@given(
+    st.lists(st.lists(st.binary(max_size=12), min_size=1, max_size=3), max_size=6),
+    st.integers(1, 30),
+    st.data(),
+)
+def test_an_event_over_the_limit_raises_however_it_is_cut(
+    events: list[list[bytes]], limit: int, data: st.DataObject
+) -> None:
+    events = [[line.replace(b"\n", b"").replace(b"\r", b"") for line in lines] for lines in events]
+    payloads = [b"\n".join(lines) for lines in events]
+    body = b"".join(
+        b"event: t\n" + b"".join(b"data: " + line + b"\n" for line in lines) + b"\n"
+        for lines in events
+    )
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(body)), max_size=8)))
+    chunks = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    decoder = SSEDecoder(limit)
+    out: list[bytes] = []
+    fitting = next((i for i, p in enumerate(payloads) if len(p) > limit), len(payloads))
+    try:
+        for chunk in chunks:
+            decoder.feed_into(chunk, out)
+        out += decoder.flush()
+    except EventTooLargeError as error:
+        assert error.limit == limit
+        assert fitting < len(payloads), "raised, though every event fits"
+    assert out == payloads[:fitting]  # every event before the first one too large
+
+
+def test_a_one_chunk_event_over_the_limit_raises() -> None:
+    assert SSEDecoder(5).feed(b"data: 12345\n\n") == [b"12345"]
+    with pytest.raises(EventTooLargeError):
+        SSEDecoder(5).feed(b"data: 123456\n\n")
+    with pytest.raises(EventTooLargeError):
+        SSEDecoder(5).feed(b"event: t\ndata: 123\ndata: 45\n\n")  # "123\n45": 6 bytes
 
 
 @pytest.mark.parametrize(

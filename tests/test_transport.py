@@ -548,6 +548,53 @@ async def test_responses_stream_cut_in_the_middle_of_an_event_is_truncated(
     neither_closed_nor_abandoned(values)
 
 
+LIMIT = 4096
+"""``max_event_bytes`` of the bound tests: one delta below is twice that."""
+
+
+@pytest.mark.parametrize("cut", ["one-chunk-per-event", "1000-byte-pieces"])
+async def test_event_over_the_limit_is_event_too_large(
+    sdk: SDK, server: LoopbackServer, make: MakeOpenAI, finished: Finished, cut: str
+) -> None:
+    events = events_of(text=["Hel", "x" * 2 * LIMIT, "lo"], usage=USAGE, response_id="resp_1")
+    if cut == "one-chunk-per-event":
+        server.enqueue(Reply(chunks=tuple(sse_body([event]) for event in events)))
+    else:
+        server.enqueue(Reply(body=sse_body(events), chunk_size=1000))
+    client = make(server.base_url, tracing={"max_event_bytes": LIMIT})
+    assert await read_responses(sdk, client, "create") is None  # the SDK reads it all, unchanged
+    values = error(finished.one(), "event_too_large")
+    assert values[RESPONSE_ID] == "resp_1"
+    assert str(LIMIT) in (finished.one().status.description or "")
+    neither_closed_nor_abandoned(values)
+
+
+async def test_events_up_to_the_limit_are_read(
+    sdk: SDK, server: LoopbackServer, make: MakeOpenAI, finished: Finished
+) -> None:
+    events = events_of(text=["Hel", "lo"], usage=USAGE)
+    largest = max(len(json.dumps(event, separators=(",", ":"))) for event in events)
+    server.enqueue(Reply(chunks=tuple(sse_body([event]) for event in events)))
+    client = make(server.base_url, tracing={"max_event_bytes": largest})
+    assert await read_responses(sdk, client, "create") is None
+    assert unset(finished.one())[FINISH] == ("stop",)
+
+
+async def test_error_body_is_kept_up_to_its_cap(
+    sdk: SDK, server: LoopbackServer, make: MakeOpenAI, finished: Finished
+) -> None:
+    head = b'{"error": {"message": "Overloaded", "type": "server_error", "code": "overloaded"'
+    body = head + b', "padding": "' + b"x" * (3 << 20) + b'"}}'  # 3 MiB: past the 1 MiB cap
+    server.enqueue(Reply(503, body, JSON))
+    with pytest.raises(openai.InternalServerError):
+        await sdk.call(make(server.base_url).responses.create(model=MODEL, input="hi"))
+    span = finished.one()
+    error(span, "503")
+    description = span.status.description or ""
+    assert len(description) < 1000, len(description)  # a cut JSON body: its first bytes, shown
+    assert "Overloaded" in description, description
+
+
 # --- how a Chat stream ends -----------------------------------------------------------------------
 
 CHAT_ERROR = {
@@ -1204,6 +1251,34 @@ async def test_traced_http_client_passes_other_options_to_httpx(
     await read_responses(sdk, client, "create")
     assert server.requests[0].headers["x-extra"] == "yes"
     unset(finished.one())
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "error"),
+    [
+        ("max_event_bytes", 0, ValueError),
+        ("max_event_bytes", "1", TypeError),
+        ("max_content_length", 0, ValueError),
+        ("capture_content", "ALWAYS", ValueError),
+        ("no_such_option", 1, TypeError),
+    ],
+    ids=["max_event_bytes=0", "max_event_bytes='1'", "max_content_length=0", "capture", "unknown"],
+)
+@pytest.mark.parametrize(
+    "make_transport",
+    [
+        tracedllm.TracingTransport,
+        tracedllm.AsyncTracingTransport,
+        tracedllm.traced_http_client,
+        tracedllm.traced_async_http_client,
+    ],
+    ids=["TracingTransport", "AsyncTracingTransport", "traced_http_client", "async_client"],
+)
+def test_bad_transport_option_is_refused(
+    make_transport: Callable[..., Any], name: str, value: Any, error: type[Exception]
+) -> None:
+    with pytest.raises(error, match=rf"\b{name}\b"):
+        make_transport(**{name: value})
 
 
 # --- context: the caller's span is the parent; HTTP spans nest under the chat span ----------------

@@ -180,6 +180,7 @@ class EngineBase(Generic[EventT, ResultT]):
         "_started_at",
         "_timed",
         "_timers",
+        "_unreadable",
         "_validate",
         "_wait_until",
         "_warned",
@@ -227,6 +228,8 @@ class EngineBase(Generic[EventT, ResultT]):
         self._eof = False
         self._failing: ResponseFailedError | None = None
         self._pending: StreamError | APITimeoutError | None = None
+        self._unreadable: EventTooLargeError | None = None
+        """An event too large to decode: nothing after it is read."""
         self._ended = False
         self._wait_until = 0.0
         self._received_after = 0
@@ -256,22 +259,22 @@ class EngineBase(Generic[EventT, ResultT]):
                 self._head_size += len(data)
                 if self._head_size > HEAD_BYTES:
                     self._head = None
-            try:
-                self._payloads.extend(self._decoder.feed(data))
-            except EventTooLargeError as error:
-                error.response = self._partial()
-                self._failed(error, drain=False)
+            if self._unreadable is None:
+                try:
+                    self._decoder.feed_into(data, self._payloads)
+                except EventTooLargeError as error:
+                    self._unreadable = error  # the events before it are handed out first
             if self._timers and self.state is _STREAMING:
                 self._check_time()
             return
         if state is State.DONE:
             return
         self._received_after += len(data)
-        if state is State.SETTLING:
+        if state is State.SETTLING and self._unreadable is None:
             try:
-                self._payloads.extend(self._decoder.feed(data))
-            except EventTooLargeError:
-                self._settle()
+                self._decoder.feed_into(data, self._payloads)
+            except EventTooLargeError as error:
+                self._unreadable = error
                 return
         if self._received_after > READ_AFTER_TERMINAL or self._clock() >= self._wait_until:
             self.wait_expired()  # a server that keeps sending is not finishing its body
@@ -281,8 +284,11 @@ class EngineBase(Generic[EventT, ResultT]):
         self._eof = True
         if self.state is State.DRAINING:
             self.state = State.DONE
-        elif self.state is not State.DONE:
-            self._payloads.extend(self._decoder.flush())
+        elif self.state is not State.DONE and self._unreadable is None:
+            try:
+                self._payloads.extend(self._decoder.flush())
+            except EventTooLargeError as error:  # an unterminated last event
+                self._unreadable = error
 
     def wait_expired(self) -> None:
         """The bounded wait (:meth:`read_budget`) or byte allowance ran out."""
@@ -386,6 +392,8 @@ class EngineBase(Generic[EventT, ResultT]):
                         event = self._handle(event)
                         if event is not None:
                             return event
+                elif self._unreadable is not None:
+                    self._too_large(self._unreadable)
                 elif self._eof:
                     self._end_of_input()
                 else:
@@ -455,6 +463,15 @@ class EngineBase(Generic[EventT, ResultT]):
             self._drain()
         else:
             self.state = State.DONE
+
+    def _too_large(self, error: EventTooLargeError) -> None:
+        """The events before one over ``max_event_bytes`` were handed out: the stream ends
+        with it (after an ``error`` event, with the failure that event announced)."""
+        if self.state is State.SETTLING:
+            self._settle()
+        else:
+            error.response = self._partial()
+            self._failed(error, drain=False)
 
     def _raise_pending(self) -> NoReturn:
         """Raise the failure decided for a whole (not streamed) answer."""

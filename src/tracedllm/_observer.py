@@ -26,7 +26,7 @@ from ._engine import StreamEngine
 from ._http import MAX_ERROR_BODY, is_event_stream, is_json, status_error
 from ._request import connection_error
 from ._safety import Redactor
-from .config import DEFAULT_MAX_EVENT_BYTES, latest_conventions, provider_for_host
+from .config import DEFAULT_MAX_EVENT_BYTES, check_count, latest_conventions, provider_for_host
 from .errors import ContentDecodingError, TracedLLMError, UnexpectedContentTypeError
 from .metrics import GenAIMetrics, metric_attributes
 from .tracing import (
@@ -63,6 +63,8 @@ class Observer:
         max_content_length: int = MAX_TEXT_LENGTH,
     ) -> None:
         capture = capture_mode(capture_content)
+        check_count("max_event_bytes", max_event_bytes, 1)
+        check_count("max_content_length", max_content_length, 1)
         self._tracing = Tracing(
             tracer=get_tracer(tracer_provider),
             capture=capture,

@@ -8,11 +8,14 @@ event, still as bytes, so pydantic can validate the JSON without a separate UTF-
 Working on bytes also makes network chunk boundaries a non-issue: a multi-byte UTF-8 character,
 a BOM or a CRLF split across two reads is joined before anything is decoded. Decoding is linear
 in the size of the stream: an unfinished line is kept as a list of pieces and joined once, when
-its end arrives. An event (or a line) larger than ``max_event_bytes`` raises
-:class:`~tracedllm.errors.EventTooLargeError`, so memory never depends on what a server sends.
+its end arrives. An event whose data is larger than ``max_event_bytes`` raises
+:class:`~tracedllm.errors.EventTooLargeError` however it was cut into chunks (and an unfinished
+line is not kept past that size), so memory never depends on what a server sends.
 """
 
 from __future__ import annotations
+
+from collections.abc import MutableSequence
 
 from .errors import EventTooLargeError
 
@@ -48,16 +51,24 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Decode one network chunk; returns the data of every event it completes."""
+        events: list[bytes] = []
+        self.feed_into(chunk, events)
+        return events
+
+    def feed_into(self, chunk: bytes, out: MutableSequence[bytes]) -> None:
+        """:meth:`feed`, appending each event's data to ``out``: when an event is too large,
+        the events before it are in ``out`` already."""
         if not chunk:
-            return []
+            return
         single = self.single(chunk)
         if single is not None:
-            return [single]
+            out.append(single)
+            return
         if self._start is not None:
             chunk = self._start + chunk
             if len(chunk) < len(_BOM) and _BOM.startswith(chunk):
                 self._start = chunk
-                return []
+                return
             self._start = None
             if chunk.startswith(_BOM):
                 chunk = chunk[len(_BOM) :]
@@ -72,16 +83,15 @@ class SSEDecoder:
         rest = lines.pop()  # after the last line end: the start of an unfinished line
         if not lines:
             self._keep(rest)
-            return []
+            return
         if self._line:
             self._line.append(lines[0])
             lines[0] = b"".join(self._line)
             self._line.clear()
             self._line_size = 0
-        events = self._lines(lines)
+        self._lines(lines, out)
         if rest:
             self._keep(rest)
-        return events
 
     def single(self, chunk: bytes) -> bytes | None:
         """The data of ``chunk`` when it is exactly one event with one data line, optionally
@@ -104,7 +114,9 @@ class SSEDecoder:
         else:
             return None
         data = chunk[start:-2]
-        return None if _LF in data else data
+        if _LF in data or (self.limit is not None and len(data) > self.limit):
+            return None  # several lines, or too large: the line-by-line decoding decides
+        return data
 
     def flush(self) -> list[bytes]:
         """End of stream: returns an event left without its closing blank line, if any.
@@ -115,38 +127,40 @@ class SSEDecoder:
         line = b"".join(self._line)
         self._line.clear()
         self._line_size = 0
-        return self._lines([line, b""] if line else [b""])
+        events: list[bytes] = []
+        self._lines([line, b""] if line else [b""], events)
+        return events
 
     def _keep(self, piece: bytes) -> None:
         """Keep the start of an unfinished line."""
         if piece:
             self._line.append(piece)
             self._line_size += len(piece)
-            self._check(self._line_size + self._data_size)
+            # at least this much data once the line ends, if it is a data line ("data: ...")
+            self._check(self._data_size + self._line_size - len(b"data: "))
 
     def _check(self, size: int) -> None:
         if self.limit is not None and size > self.limit:
             raise EventTooLargeError(self.limit)
 
-    def _lines(self, lines: list[bytes]) -> list[bytes]:
-        events: list[bytes] = []
+    def _lines(self, lines: list[bytes], out: MutableSequence[bytes]) -> None:
         data = self._data
         size = self._data_size
         for line in lines:
             if not line:
                 if data:
-                    events.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    self._check(size - 1)  # the data lines and the newlines joining them
+                    out.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data.clear()
                     size = 0
             elif line.startswith(b"data:"):
                 value = line[6:] if line.startswith(b"data: ") else line[5:]
                 data.append(value)
-                size += len(value) + 1
+                size += len(value) + 1  # and the newline that joins it to the next one
             elif line == b"data":
                 data.append(b"")
                 size += 1
             # comments (":...") and the event / id / retry fields are not needed
         self._data_size = size
         if data:  # an event still open: its data so far counts against the limit
-            self._check(size)
-        return events
+            self._check(size - 1)

@@ -95,7 +95,9 @@ def check_seconds(name: str, value: object) -> float:
     return float(value)
 
 
-def _check_count(name: str, value: object, minimum: int) -> int:
+def check_count(name: str, value: object, minimum: int) -> int:
+    """``value``, an int of at least ``minimum``; else :class:`TypeError` / :class:`ValueError`
+    naming the argument."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
@@ -155,10 +157,10 @@ class ClientConfig:
         Raises:
             TypeError, ValueError: an argument of the wrong type or out of range.
         """
-        _check_count("max_retries", max_retries, 0)
-        _check_count("max_event_bytes", max_event_bytes, 1)
-        _check_count("max_content_length", max_content_length, 1)
-        _check_count("max_resumes", max_resumes, 0)
+        check_count("max_retries", max_retries, 0)
+        check_count("max_event_bytes", max_event_bytes, 1)
+        check_count("max_content_length", max_content_length, 1)
+        check_count("max_resumes", max_resumes, 0)
         if not isinstance(stream_usage, bool):
             raise TypeError(f"stream_usage must be True or False, got {stream_usage!r}")
         checked_timeout = check_timeout("timeout", timeout)
