@@ -1457,6 +1457,16 @@ async def compare_with_own_client(
     return comparable(own), comparable(finished.one()), yielded, raised
 
 
+TOOL_CALL = {"name": "f", "arguments": '{"a": 1}'}
+
+
+def without_terminal_output(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stream with ``output: []`` in its terminal response, as some servers send it (the
+    items are only in ``response.output_item.done``)."""
+    events[-1]["response"]["output"] = []
+    return events
+
+
 @pytest.mark.parametrize("capture_content", [False, True, "SPAN_AND_EVENT"])
 @pytest.mark.parametrize("provider_name", [None, "groq"])
 @pytest.mark.parametrize(
@@ -1465,8 +1475,18 @@ async def compare_with_own_client(
         pytest.param("responses", stream_of(text=["Hel", "lo"], usage=USAGE), id="responses"),
         pytest.param(
             "responses",
-            stream_of(tool_calls=[{"name": "f", "arguments": '{"a": 1}'}], usage=USAGE),
+            stream_of(tool_calls=[TOOL_CALL], usage=USAGE),
             id="responses-tool-call",
+        ),
+        pytest.param(
+            "responses",
+            sse_body(without_terminal_output(events_of(tool_calls=[TOOL_CALL], usage=USAGE))),
+            id="responses-tool-call-empty-terminal-output",
+        ),
+        pytest.param(
+            "responses",
+            sse_body(without_terminal_output(events_of(text="Hi", usage=USAGE))),
+            id="responses-empty-terminal-output",
         ),
         pytest.param("responses", stream_of(text="Hi", terminal="failed"), id="responses-failed"),
         pytest.param("chat", chat_stream_of(text=["Hel", "lo"], usage=CHAT_USAGE), id="chat"),
@@ -1501,14 +1521,20 @@ RECORDED = [entry for entry in load_manifest() if entry["kind"] in ("responses",
 RECORDED_CASES: list[dict[str, Any] | None] = [*RECORDED] or [None]  # None: skip (fail in CI)
 
 
+@pytest.mark.parametrize("capture_content", [False, True], ids=["observing", "capturing"])
 @pytest.mark.parametrize(
     "entry", RECORDED_CASES, ids=[e["file"].split("/")[-1] for e in RECORDED] or ["no-corpus"]
 )
 async def test_recorded_stream_gives_the_own_clients_span(
-    sdk: SDK, make: MakeOpenAI, finished: Finished, entry: dict[str, Any] | None
+    sdk: SDK,
+    make: MakeOpenAI,
+    finished: Finished,
+    entry: dict[str, Any] | None,
+    capture_content: bool,
 ) -> None:
     """Each recorded stream of the corpus, answered to tracedllm's own client and to openai-python
-    through the transport: the same span but for the port and the time to first chunk.
+    through the transport: the same span but for the port and the time to first chunk, with
+    content capture and without it (the transport's engine then only counts most events).
 
     ``tracedllm.stream.events`` is the same too: openai-python reads every stream to its end
     (the async client drains the body after ``[DONE]``, the sync one stops at ``[DONE]``, which
@@ -1533,7 +1559,7 @@ async def test_recorded_stream_gives_the_own_clients_span(
     if api == "chat":
         assert recorded["stream_options"] == {"include_usage": True}
     own, transported, yielded, raised = await compare_with_own_client(
-        sdk, make, finished, reply, api, model, recorded, capture_content=True
+        sdk, make, finished, reply, api, model, recorded, capture_content=capture_content
     )
     assert transported == own
     payloads = [

@@ -914,8 +914,7 @@ _PARTS = frozenset(
         b"content_part.done",
         b"output_text.done",
         b"refusal.done",
-        b"output_item.added",  # the terminal response carries every item
-        b"output_item.done",  # (a partial answer's items only matter for content capture)
+        b"output_item.added",  # the item is validated when done, if at all (see _unread)
         b"in_progress",  # response.created named the response already
     }
 )
@@ -928,13 +927,21 @@ def _unread(data: bytes) -> ev.Event | None:
 
     For the tracing transport without content capture, whose events no one reads (the SDK above
     has its own): a delta counts as an output chunk for the timings; its text is not kept (the
-    terminal event carries the output).
+    terminal event carries the output). A finished tool call is validated all the same: it makes
+    the finish reason ``tool_call`` when the terminal ``output`` is empty (some servers send none).
     """
     if data.startswith(_TYPE_PREFIX):
         end = data.find(b'"', 18)
         if data.endswith(b".delta", 18, end):
             return _SEEN_DELTA
-        if data[18:end] in _PARTS:
+        name = data[18:end]
+        if name in _PARTS:
+            return _SEEN_PART
+        if (
+            name == b"output_item.done"
+            and b'"function_call"' not in data
+            and b'"custom_tool_call"' not in data
+        ):
             return _SEEN_PART
     return None
 
