@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import gzip
 import inspect
 import json
 import logging
@@ -33,6 +34,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -593,6 +595,75 @@ async def test_error_body_is_kept_up_to_its_cap(
     description = span.status.description or ""
     assert len(description) < 1000, len(description)  # a cut JSON body: its first bytes, shown
     assert "Overloaded" in description, description
+
+
+def raw_deflate(body: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # no zlib header: some servers do so
+    return compressor.compress(body) + compressor.flush()
+
+
+def twice_gzipped(body: bytes) -> bytes:
+    return gzip.compress(gzip.compress(body))
+
+
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [
+        pytest.param("gzip", gzip.compress, id="gzip"),
+        pytest.param("deflate", zlib.compress, id="deflate"),
+        pytest.param("deflate", raw_deflate, id="raw-deflate"),
+        pytest.param("identity, GZIP", gzip.compress, id="identity-gzip"),
+        pytest.param("gzip, gzip", twice_gzipped, id="gzip-gzip"),
+    ],
+)
+@pytest.mark.parametrize("api", ["responses", "chat"])
+async def test_an_encoded_answer_is_decoded_as_httpx_decodes_it(
+    sdk: SDK,
+    server: LoopbackServer,
+    make: MakeOpenAI,
+    finished: Finished,
+    coding: str,
+    encode: Callable[[bytes], bytes],
+    api: str,
+) -> None:
+    if api == "chat":
+        body = chat_stream_of(text=["Hel", "lo"], usage=CHAT_USAGE)
+    else:
+        body = stream_of(text=["Hel", "lo"], usage=USAGE)
+    headers = (("content-type", "text/event-stream"), ("content-encoding", coding))
+    server.enqueue(Reply(body=encode(body), headers=headers, chunk_size=40))
+    client = make(server.base_url)
+    if api == "chat":
+        chunks = await chat_stream(sdk, client)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello"
+    else:
+        assert await read_responses(sdk, client, "create") is None
+    values = unset(finished.one())
+    assert values[FINISH] == ("stop",)
+    assert values.items() >= USAGE_ATTRIBUTES.items()
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"),
+    [
+        pytest.param("x-gzip", gzip.compress(stream_of(text="Hi")), id="a-coding-httpx-lacks"),
+        pytest.param("gzip", b"\x1f\x8b\x08\x00" + b"not gzip" * 8, id="a-corrupt-body"),
+        pytest.param(
+            "zstd",
+            stream_of(text="Hi"),  # plain: zstd is refused without zstandard, and bad with it
+            id="zstd-not-zstd",
+        ),
+    ],
+)
+async def test_an_answer_that_cannot_be_decoded_is_content_decoding(
+    sdk: SDK, server: LoopbackServer, make: MakeOpenAI, finished: Finished, coding: str, body: bytes
+) -> None:
+    headers = (("content-type", "text/event-stream"), ("content-encoding", coding))
+    server.enqueue(Reply(body=body, headers=headers))
+    await read_responses(sdk, make(server.base_url), "create")  # what the SDK makes of it
+    values = error(finished.one(), "content_decoding")
+    assert coding in (finished.one().status.description or ""), values
+    neither_closed_nor_abandoned(values)
 
 
 # --- how a Chat stream ends -----------------------------------------------------------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import zlib
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +20,7 @@ from pydantic_core import from_json
 
 from . import attributes as attr
 from ._chat_engine import ChatEngine
+from ._codings import decoder
 from ._content import MAX_TEXT_LENGTH, CaptureMode, ContentMapper, capture_mode
 from ._engine import StreamEngine
 from ._http import MAX_ERROR_BODY, is_event_stream, is_json, status_error
@@ -180,7 +180,7 @@ class Exchange:
         self._response = response
         content_type, encoding = _content_headers(response.headers)
         try:
-            self._decode = _decoder(encoding)
+            self._decode = decoder(encoding)
         except ContentDecodingError as error:
             self._fail(error)
             return
@@ -211,7 +211,7 @@ class Exchange:
             return
         try:
             data = self._decode(chunk) if self._decode is not None else chunk
-        except (zlib.error, OSError, ValueError):
+        except Exception:  # zlib.error, brotli.error, zstandard.ZstdError...: httpx fails too
             self._fail(ContentDecodingError(self._encoding()))
             return
         if self._mode == "stream":
@@ -268,33 +268,3 @@ def _content_headers(headers: httpx.Headers) -> tuple[str, str]:
         elif name == b"content-encoding":
             encoding.append(value.decode("latin-1"))
     return ", ".join(content_type), ", ".join(encoding)
-
-
-def _decoder(encoding: str) -> Callable[[bytes], bytes] | None:
-    """A decoder for a ``content-encoding`` (``None``: the bytes are the body's)."""
-    names = [part.strip().lower() for part in encoding.split(",") if part.strip()]
-    names = [name for name in names if name != "identity"]
-    if not names:
-        return None
-    steps = [_one_decoder(name, encoding) for name in reversed(names)]
-    if len(steps) == 1:
-        return steps[0]
-
-    def decode(data: bytes) -> bytes:
-        for step in steps:
-            data = step(data)
-        return data
-
-    return decode
-
-
-def _one_decoder(name: str, encoding: str) -> Callable[[bytes], bytes]:
-    if name in ("gzip", "x-gzip", "deflate"):
-        return zlib.decompressobj(zlib.MAX_WBITS | 32).decompress  # gzip or zlib header
-    if name == "br":
-        try:
-            import brotli  # type: ignore[import-not-found,unused-ignore]
-        except ImportError:
-            raise ContentDecodingError(encoding) from None
-        return brotli.Decompressor().process  # type: ignore[no-any-return]
-    raise ContentDecodingError(encoding)

@@ -5,7 +5,6 @@ Both client shells drive an :class:`Attempt`: they send, sleep and read; it deci
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +18,7 @@ from opentelemetry import trace
 
 from . import attributes as attr
 from ._chat_engine import ChatEngine
+from ._codings import DECODABLE, codings
 from ._engine import StreamEngine, json_error
 from ._http import MAX_ERROR_BODY, is_event_stream, is_json, retry_delay
 from ._safety import credential_query_values
@@ -41,12 +41,6 @@ OPTION_NAMES = frozenset(
     {"timeout", "deadline", "idle_timeout", "extra_headers", "extra_query", "extra_body"}
 )
 """Per-request options: taken out of the parameters, never sent in the body."""
-
-_DECODABLE = {"", "identity", "gzip", "deflate", "x-gzip"}
-if importlib.util.find_spec("brotli") or importlib.util.find_spec("brotlicffi"):
-    _DECODABLE.add("br")
-if importlib.util.find_spec("zstandard"):
-    _DECODABLE.add("zstd")
 
 
 @dataclass(frozen=True)
@@ -275,7 +269,7 @@ class Attempt:
             UnexpectedContentTypeError: neither an event stream nor JSON.
         """
         encoding = response.headers.get("content-encoding")
-        if encoding and any(part.strip().lower() not in _DECODABLE for part in encoding.split(",")):
+        if encoding and any(name not in DECODABLE for name in codings(encoding)):
             raise ContentDecodingError(encoding)
         content_type = response.headers.get("content-type", "")
         if is_event_stream(content_type):
