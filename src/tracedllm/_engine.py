@@ -612,15 +612,10 @@ class StreamEngine(EngineBase[ev.Event, Response]):
 
     def observe(self, data: bytes) -> None:
         """``data`` arrived, for a driver that only watches (see :meth:`EngineBase.observe`)."""
-        if (
-            self._observing
-            and self.state is _STREAMING
-            and self._head is None
-            and not self._payloads
-            and not self._timers
-        ):
+        if self._observing and self.state is _STREAMING and not self._payloads and not self._timers:
             payload = self._decoder.single(data)  # the usual chunk: one whole event
             if payload is not None:
+                self._head = None  # an event stream: the body is no JSON error object
                 seen = _unread(payload)
                 if seen is None:
                     self._payloads.append(payload)
