@@ -8,6 +8,7 @@ case runs for ``Client`` and ``AsyncClient`` (the ``runner`` fixture) unless it 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -544,6 +545,30 @@ async def test_retrieve_polls_the_json_response(
             assert values["gen_ai.response.finish_reasons"] == ("stop",)
         else:
             assert "gen_ai.response.finish_reasons" not in values
+    assert "gen_ai.client.token.usage" not in metric_names(meters[1])
+
+
+@pytest.mark.parametrize("status", ["queued", "in_progress"])
+async def test_create_answered_before_the_response_is_over_has_no_finish_reason(
+    runner: Runner,
+    make: MakeClient,
+    server: LoopbackServer,
+    span_exporter: InMemorySpanExporter,
+    meters: tuple[MeterProvider, InMemoryMetricReader],
+    status: str,
+) -> None:
+    pending = {**events_of(response_id=RID)[-1]["response"], "status": status, "usage": None}
+    pending["output"] = []
+    headers = (("content-type", "application/json"),)
+    server.enqueue(Reply(200, json.dumps(pending).encode(), headers, content_length=True))
+    client = make(meter_provider=meters[0])
+    answer = await runner.call(client.responses.create(model=MODEL, input="hi", background=True))
+    assert (answer.id, answer.status) == (RID, status)
+    span = only_span(span_exporter)
+    assert span.status.status_code is StatusCode.UNSET
+    values = attrs(span)
+    assert values["gen_ai.response.id"] == RID
+    assert "gen_ai.response.finish_reasons" not in values, values
     assert "gen_ai.client.token.usage" not in metric_names(meters[1])
 
 

@@ -415,6 +415,22 @@ async def test_responses_create_json_answer(
     assert "stream" not in server.requests[0].json()  # openai-python sends no "stream": false
 
 
+@pytest.mark.parametrize("status", ["queued", "in_progress"])
+async def test_background_create_answered_before_it_is_over_has_no_finish_reason(
+    sdk: SDK, server: LoopbackServer, make: MakeOpenAI, finished: Finished, status: str
+) -> None:
+    pending = {**response_json(response_id="resp_bg"), "status": status, "usage": None}
+    pending["output"] = []
+    server.enqueue(json_reply(pending))
+    client = make(server.base_url)
+    answer = await sdk.call(client.responses.create(model=MODEL, input="hi", background=True))
+    assert answer.status == status
+    values = unset(finished.one())  # the request did what it was asked: the response exists
+    assert values[RESPONSE_ID] == "resp_bg"
+    assert FINISH not in values, values  # it has not finished: no reason to report
+    neither_closed_nor_abandoned(values)
+
+
 async def test_chat_create_stream_with_usage(
     sdk: SDK, server: LoopbackServer, make: MakeOpenAI, finished: Finished
 ) -> None:

@@ -117,8 +117,10 @@ _DRAINING: Final = State.DRAINING
 
 _DONE_MARKER = b"[DONE]"
 _NOT_COMPLETED = frozenset({"incomplete", "failed", "cancelled"})
-_OVER = _NOT_COMPLETED | {"completed"}
 """Statuses of a ``response.completed`` event's response that make it a failure."""
+_OVER = _NOT_COMPLETED | {"completed"}
+_UNFINISHED = frozenset({"queued", "in_progress"})
+"""Statuses of a response that is not over yet (a ``background`` one): no finish reason."""
 EventT = TypeVar("EventT")
 ResultT = TypeVar("ResultT", Response, ChatCompletion)
 _KINDS = ev.EVENT_KINDS
@@ -717,7 +719,8 @@ class StreamEngine(EngineBase[ev.Event, Response]):
             body: the JSON body.
             any_status: a stored response (retrieved, cancelled): whatever its status, it is
                 the answer (finish reasons only once it is over); else its status decides the
-                outcome, as for a terminal event.
+                outcome, as for a terminal event, unless it is not over yet (``queued`` or
+                ``in_progress``: a ``background`` request), which is the answer too.
 
         Returns:
             The response.
@@ -737,7 +740,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
                 response = event.response if event is not None else None
             if response is not None:
                 self.events = 1
-                if any_status:
+                if any_status or response.status in _UNFINISHED:
                     self.final = response
                     if self.recorder is not None:
                         if response.status in _OVER:
