@@ -198,6 +198,9 @@ class Exchange:
 
     def failed(self, exc: BaseException) -> None:
         """The send or a read raised ``exc`` (a transport error, a cancellation...)."""
+        if self._mode == "error" and isinstance(exc, httpx.TransportError):
+            self.finished()  # what arrived of the error body (or the status) says what happened
+            return
         error: BaseException = exc
         if isinstance(exc, httpx.TransportError):
             url = self._url
