@@ -25,6 +25,7 @@ What openai-python does that the span must see through (checked here):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import gzip
 import inspect
@@ -169,9 +170,10 @@ class _Records(logging.Handler):
         self.records.append(record)
 
 
-@pytest.fixture(autouse=True)
-def span_misuse() -> Iterator[None]:
-    """The OpenTelemetry SDK warns about a span ended twice or written to after its end."""
+@contextlib.contextmanager
+def no_span_misuse() -> Iterator[None]:
+    """Fails if the OpenTelemetry SDK warns meanwhile about a span ended twice or written to
+    after its end."""
     handler = _Records()
     sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
     sdk_logger.addHandler(handler)
@@ -182,16 +184,22 @@ def span_misuse() -> Iterator[None]:
     assert not handler.records, [record.getMessage() for record in handler.records]
 
 
+@pytest.fixture(autouse=True)
+def span_misuse() -> Iterator[None]:
+    with no_span_misuse():
+        yield
+
+
 MakeOpenAI = Callable[..., Any]
 
 
-@pytest.fixture
-async def make(
+@contextlib.asynccontextmanager
+async def openai_clients(
     sdk: SDK, tracer_provider: TracerProvider, finished: Finished
 ) -> AsyncIterator[MakeOpenAI]:
     """``make(base_url, **openai_kwargs)``: an openai-python client through the transport (with
     the test's tracer provider; ``tracing={...}`` adds transport options, ``http_client=`` replaces
-    it). Closed after the test; then no span may have appeared since the test counted them."""
+    it). Closed at the end; then no span may have appeared since the test counted them."""
     made: list[Any] = []
 
     def factory(
@@ -208,6 +216,14 @@ async def make(
         await sdk.close(client)
     if finished.expected is not None:
         finished(finished.expected)
+
+
+@pytest.fixture
+async def make(
+    sdk: SDK, tracer_provider: TracerProvider, finished: Finished
+) -> AsyncIterator[MakeOpenAI]:
+    async with openai_clients(sdk, tracer_provider, finished) as factory:
+        yield factory
 
 
 @pytest.fixture

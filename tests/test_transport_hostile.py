@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import logging
 import socket
 import struct
 from collections.abc import AsyncIterator, Iterator
@@ -42,11 +41,12 @@ from test_transport import (
     VOLATILE,
     Finished,
     MakeOpenAI,
-    _Records,
     attrs,
     chat_stream,
     error,
     neither_closed_nor_abandoned,
+    no_span_misuse,
+    openai_clients,
     read_responses,
     unset,
 )
@@ -76,36 +76,16 @@ def finished(span_exporter: InMemorySpanExporter) -> Finished:
 
 @pytest.fixture(autouse=True)
 def span_misuse() -> Iterator[None]:
-    """The OpenTelemetry SDK warns about a span ended twice or written to after its end."""
-    handler = _Records()
-    sdk_logger = logging.getLogger("opentelemetry.sdk.trace")
-    sdk_logger.addHandler(handler)
-    try:
+    with no_span_misuse():
         yield
-    finally:
-        sdk_logger.removeHandler(handler)
-    assert not handler.records, [record.getMessage() for record in handler.records]
 
 
 @pytest.fixture
 async def make(
     sdk: SDK, tracer_provider: TracerProvider, finished: Finished
 ) -> AsyncIterator[MakeOpenAI]:
-    """An openai-python client through the transport; closed after the test, and then no span
-    may have appeared since the test counted them."""
-    made: list[Any] = []
-
-    def factory(base_url: str, *, tracing: dict[str, Any] | None = None, **kw: Any) -> Any:
-        http_client = sdk.http_client(tracer_provider=tracer_provider, **(tracing or {}))
-        client = sdk.client(base_url, http_client, **kw)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        await sdk.close(client)
-    if finished.expected is not None:
-        finished(finished.expected)
+    async with openai_clients(sdk, tracer_provider, finished) as factory:
+        yield factory
 
 
 # --- helpers ------------------------------------------------------------------------------------
