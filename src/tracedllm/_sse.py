@@ -146,10 +146,12 @@ class SSEDecoder:
     def _lines(self, lines: list[bytes], out: MutableSequence[bytes]) -> None:
         data = self._data
         size = self._data_size
+        limit = self.limit
         for line in lines:
             if not line:
                 if data:
-                    self._check(size - 1)  # the data lines and the newlines joining them
+                    if limit is not None and size - 1 > limit:  # the lines and their newlines
+                        raise EventTooLargeError(limit)
                     out.append(data[0] if len(data) == 1 else b"\n".join(data))
                     data.clear()
                     size = 0
