@@ -15,17 +15,32 @@ import textwrap
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import Histogram, InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 import tracedllm
 from conftest import MakeClient, Runner, only_span
-from helpers_faults import MODEL, attrs, completed, create, created, deltas, ok_body, ok_events
+from helpers_faults import (
+    MODEL,
+    USAGE,
+    attrs,
+    completed,
+    create,
+    created,
+    deltas,
+    ok_body,
+    ok_events,
+    response,
+)
 from tracedllm import Client, ResponseFailedError, StreamTruncatedError, UnknownEvent
 from tracedllm._engine import (
+    CHUNK_BATCH,
     FINISHED,
     NEED_DATA,
     READ_AFTER_TERMINAL,
@@ -35,6 +50,7 @@ from tracedllm._engine import (
     StreamEngine,
 )
 from tracedllm._loopback import LoopbackServer, RecordedRequest, Reply, sse_body
+from tracedllm.metrics import GenAIMetrics
 from tracedllm.tracing import SpanRecorder, Tracing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,6 +215,62 @@ def test_span_ends_at_the_terminal_event_not_after_the_drain(
     assert recorder.ended and len(span_exporter.get_finished_spans()) == 1
 
 
+def chunk_points(reader: InMemoryMetricReader) -> dict[str, tuple[int, float, dict[str, Any]]]:
+    """Count, sum and attributes of each chunk histogram recorded so far."""
+    data = reader.get_metrics_data()
+    found = {}
+    for metric in data.resource_metrics[0].scope_metrics[0].metrics if data else ():
+        if "chunk" in metric.name:
+            assert isinstance(metric.data, Histogram)
+            (point,) = metric.data.data_points
+            found[metric.name] = (point.count, point.sum, dict(point.attributes or {}))
+    return found
+
+
+@pytest.mark.parametrize("observing", [False, True], ids=["client", "transport"])
+def test_chunk_metrics_are_recorded_in_batches_and_at_the_end(observing: bool) -> None:
+    """The time to first chunk and the gaps between chunks are kept and recorded together:
+    every :data:`CHUNK_BATCH` gaps, then the rest when the stream ends."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    clock = FakeClock()
+    base = {"gen_ai.request.model": "gpt-4.1"}
+    engine = StreamEngine(None, GenAIMetrics(provider), base, clock=clock, observing=observing)
+    count = CHUNK_BATCH + 10
+    frames = [sse_body([event]) for event in ok_events(parts=["x"] * count)]
+
+    def feed(frame: bytes) -> None:
+        clock.now += 0.25
+        if observing:
+            engine.observe(frame)
+        else:
+            engine.receive_data(frame)
+            drain_events(engine)
+
+    feed(frames[0])  # response.created
+    for frame in frames[1 : 1 + CHUNK_BATCH]:  # the first delta, then CHUNK_BATCH - 1 gaps
+        feed(frame)
+    assert chunk_points(reader) == {}
+    feed(frames[1 + CHUNK_BATCH])
+    first, gaps = (
+        "gen_ai.client.operation.time_to_first_chunk",
+        "gen_ai.client.operation.time_per_output_chunk",
+    )
+    expected = {**base, "gen_ai.response.model": MODEL}
+    assert chunk_points(reader) == {
+        first: (1, 0.5, expected),
+        gaps: (CHUNK_BATCH, 0.25 * CHUNK_BATCH, expected),
+    }
+    for frame in frames[2 + CHUNK_BATCH :]:
+        feed(frame)
+    assert engine.final is not None
+    assert chunk_points(reader) == {
+        first: (1, 0.5, expected),
+        gaps: (count - 1, pytest.approx(0.25 * (count - 1)), expected),
+    }
+    provider.shutdown()
+
+
 ITEM = {"type": "message", "id": "msg_1", "role": "assistant", "content": []}
 OBSERVED_STREAMS = {
     "completed": [
@@ -217,6 +289,21 @@ OBSERVED_STREAMS = {
     "untyped error object": [  # vLLM's: read from the payload of an unknown event
         *ok_events(parts=("Hel",))[:-1],
         {"object": "error", "message": "boom", "type": "BadRequestError", "code": 400},
+    ],
+    # the id and model of response.created, for a terminal response that lacks them
+    "terminal without id or model": [
+        *ok_events(parts=("Hel", "lo"))[:-1],
+        {
+            "type": "response.completed",
+            "sequence_number": 3,
+            "response": {"status": "completed", "output": [], "usage": USAGE},
+        },
+    ],
+    # the later lifecycle event names the response: response.created is handled before it
+    "queued after created": [
+        created("resp_1"),
+        {"type": "response.queued", "sequence_number": 1, "response": response("resp_2")},
+        *deltas(("Hel",), first_seq=2),
     ],
 }
 
@@ -252,12 +339,18 @@ def test_an_observing_engine_records_the_same_span_however_the_body_is_cut(
         found = attrs(span)
         found.pop("gen_ai.response.time_to_first_chunk", None)  # when the first delta arrived
         seen[name] = (engine.events, span.status.status_code, found)
-    assert len({repr(value) for value in seen.values()}) == 1, seen
     events, status, found = seen["one event per chunk"]
+    assert all(value == (events, status, found) for value in seen.values()), seen
     assert events == len(frames)
-    assert status is (StatusCode.UNSET if stream == "completed" else StatusCode.ERROR)
+    succeeded = stream in ("completed", "terminal without id or model")
+    assert status is (StatusCode.UNSET if succeeded else StatusCode.ERROR)
+    assert found["gen_ai.response.id"] == (
+        "resp_2" if stream == "queued after created" else "resp_1"
+    )
+    assert found["gen_ai.response.model"] == MODEL
     expected_error = {
         "truncated": "stream_truncated",
+        "queued after created": "stream_truncated",
         "error event": "server_error",
         "untyped error object": "400",
     }

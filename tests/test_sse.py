@@ -140,6 +140,21 @@ def test_single_event_chunks_are_recognised(
     assert decoder.feed(chunk) == events  # recognised or not, the same events
 
 
+@pytest.mark.parametrize(
+    "first",
+    [b"data: {}\n\n", b"", b"\xef\xbb\xbfdata: {}\n\n", b"\xef", b"event: t\ndata: {}\n"],
+)
+def test_single_takes_the_first_chunk_unless_a_byte_order_mark_may_lead(first: bytes) -> None:
+    later = b"\xef\xbb\xbfdata: 2\n\n"  # a BOM counts only at the very start of the stream
+    by_feed = SSEDecoder()
+    expected = by_feed.feed(first) + by_feed.feed(later)
+    decoder = SSEDecoder()
+    single = decoder.single(first)
+    assert single == (b"{}" if first == b"data: {}\n\n" else None)
+    events = ([single] if single is not None else decoder.feed(first)) + decoder.feed(later)
+    assert events == expected
+
+
 def test_single_is_not_used_while_a_line_or_an_event_is_pending() -> None:
     decoder = SSEDecoder()
     decoder.feed(b"data: first\n\n")

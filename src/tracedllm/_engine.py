@@ -84,6 +84,8 @@ WAIT_AFTER_TERMINAL: Final = 0.1
 each read by it too, so a read begun just before the time ran out ends at twice this at most."""
 READ_AFTER_TERMINAL: Final = 65536
 """Bytes read, in total, after the terminal event before the connection is dropped."""
+CHUNK_BATCH: Final = 256
+"""Chunk timings kept before they are recorded as metrics (the rest are when the stream ends)."""
 HEAD_BYTES: Final = 1 << 20
 """Bytes of a body kept until its first event, to report a JSON error sent instead of events."""
 
@@ -166,6 +168,7 @@ class EngineBase(Generic[EventT, ResultT]):
         "_eof",
         "_failing",
         "_first_chunk",
+        "_gaps",
         "_head",
         "_head_size",
         "_idle_timeout",
@@ -248,6 +251,7 @@ class EngineBase(Generic[EventT, ResultT]):
         self._first_chunk: float | None = None
         self._last_chunk = 0.0
         self._chunk_attributes: dict[str, Any] | None = None
+        self._gaps: list[float] = []  # seconds between chunks, not recorded yet
 
     # --- input -----------------------------------------------------------------------------
 
@@ -533,12 +537,26 @@ class EngineBase(Generic[EventT, ResultT]):
             self._first_chunk = now - self._started_at
             if self.recorder is not None:
                 self.recorder.set(attr.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, self._first_chunk)
-            if self._metrics is not None:
-                self._chunk_attributes = self._metric_attributes_for(self._current())
-                self._metrics.first_chunk(self._first_chunk, self._chunk_attributes)
         elif self._metrics is not None:
-            self._metrics.next_chunk(now - self._last_chunk, self._chunk_attributes or {})
+            gaps = self._gaps
+            gaps.append(now - self._last_chunk)
+            if len(gaps) >= CHUNK_BATCH:
+                self._record_chunks(self._chunk_attributes)
         self._last_chunk = now
+
+    def _record_chunks(self, attributes: dict[str, Any] | None) -> None:
+        """Record the chunk timings kept so far. They are kept in batches (of
+        :data:`CHUNK_BATCH`, and the rest when the stream ends): a stream's chunk metrics carry
+        the attributes of its first batch, which are the final answer's for most streams."""
+        metrics = self._metrics
+        if metrics is None or self._first_chunk is None:
+            return
+        first = None
+        if self._chunk_attributes is None:  # the first batch
+            self._chunk_attributes = attributes or self._metric_attributes_for(self._current())
+            first = self._first_chunk
+        metrics.chunks(first, self._gaps, self._chunk_attributes)
+        self._gaps.clear()
 
     def _metric_attributes_for(self, response: Answer | None) -> dict[str, Any]:
         """The request's metric attributes and what the response adds: its model and (for the
@@ -581,8 +599,10 @@ class EngineBase(Generic[EventT, ResultT]):
                 extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
             self.recorder.end(error, outcome=outcome, attributes=extra, response=response)
         if self._metrics is not None:
+            attributes = self._metric_attributes_for(response or self._current())
+            self._record_chunks(attributes)
             self._metrics.finished(
-                self._metric_attributes_for(response or self._current()),
+                attributes,
                 duration=self._clock() - self._started_at,
                 error_type=error_type(error) if error is not None else None,
                 usage=response.usage if response is not None and self._record_usage else None,
@@ -592,7 +612,14 @@ class EngineBase(Generic[EventT, ResultT]):
 class StreamEngine(EngineBase[ev.Event, Response]):
     """The engine of a Responses API stream (see the module docstring)."""
 
-    __slots__ = ("_broken", "_last_sequence", "_max_resumes", "_observing", "accumulator")
+    __slots__ = (
+        "_broken",
+        "_created",
+        "_last_sequence",
+        "_max_resumes",
+        "_observing",
+        "accumulator",
+    )
 
     def __init__(
         self,
@@ -611,6 +638,9 @@ class StreamEngine(EngineBase[ev.Event, Response]):
         self._max_resumes = max_resumes
         self._last_sequence: int | None = None
         self._broken: StreamError | APIError | None = None
+        self._created: bytes | None = None
+        """The payload of the first event, ``response.created``, while an observing engine has
+        not needed it (see :meth:`_catch_up`)."""
 
     def observe(self, data: bytes) -> None:
         """``data`` arrived, for a driver that only watches (see :meth:`EngineBase.observe`)."""
@@ -620,8 +650,12 @@ class StreamEngine(EngineBase[ev.Event, Response]):
                 self._head = None  # an event stream: the body is no JSON error object
                 seen = _unread(payload)
                 if seen is None:
-                    self._payloads.append(payload)
-                    self._act()
+                    if not self.events and payload.startswith(_CREATED):
+                        self._created = payload  # validated if needed only (see _catch_up)
+                        self.events += 1
+                    else:
+                        self._payloads.append(payload)
+                        self._act()
                 else:  # an output delta or a repeat: only counted, never queued or validated
                     self.events += 1
                     if seen is _SEEN_DELTA and self._timed:
@@ -639,7 +673,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
     @property
     def response_id(self) -> str | None:
         """The response's id, once ``response.created`` named it."""
-        response = self.accumulator.response
+        response = self._current()
         return response.id if response is not None else None
 
     def _resume_on(self, error: StreamError | APIConnectionError) -> bool:
@@ -707,10 +741,35 @@ class StreamEngine(EngineBase[ev.Event, Response]):
         self.state = State.STREAMING
 
     def _partial(self) -> Response | None:
+        self._catch_up()
         return self.accumulator.partial()
 
     def _current(self) -> Response | None:
+        self._catch_up()
         return self.accumulator.response
+
+    def _catch_up(self) -> None:
+        """Handle the ``response.created`` event an observing engine kept unread.
+
+        The terminal response names everything the span needs, so the first event is only
+        validated when something else needs it: the stream breaks off, another event than a
+        delta or a content part arrives, or the terminal response lacks its id or model.
+        """
+        payload = self._created
+        if payload is not None:
+            self._created = None
+            self.events -= 1  # counted again when handled
+            try:
+                event: ev.Event | None = self._validate(payload)
+            except ValidationError:
+                event = self._invalid(payload)
+            if event is not None:
+                self._handle(event)
+
+    def _final(self, terminal: Response) -> Response:
+        if self._created is not None and (terminal.id is None or terminal.model is None):
+            self._catch_up()
+        return self.accumulator.final(terminal)
 
     def receive_json(self, body: bytes, *, any_status: bool = False) -> Response:
         """A non-streaming answer: the whole response as one JSON object.
@@ -791,6 +850,8 @@ class StreamEngine(EngineBase[ev.Event, Response]):
                     return None
                 self._last_sequence = sequence
         kind = _KINDS[type(event)]
+        if self._created is not None and kind not in _REFINING_KINDS:
+            self._catch_up()  # in order: it comes first
         if self.state is _SETTLING:
             if kind in _REFINING_KINDS:
                 self._refine(event)
@@ -850,7 +911,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
     def _refine(self, event: ev.Event) -> None:
         """After an ``error`` event: the terminal response refines the failure."""
         assert self._failing is not None and isinstance(event, ev.ResponseEvent)
-        response = self.accumulator.final(event.response)
+        response = self._final(event.response)
         if self.recorder is not None:
             self.recorder.terminal(response)
         failure = response.error
@@ -871,7 +932,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
         if kind is ev.EventKind.COMPLETED and status not in _NOT_COMPLETED:
             self._complete(terminal)
             return True
-        response = self.accumulator.final(terminal)
+        response = self._final(terminal)
         if self.recorder is not None:
             self.recorder.terminal(response)
         incomplete = kind is ev.EventKind.INCOMPLETE or status == "incomplete"
@@ -881,7 +942,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
     def _complete(self, terminal: Response) -> None:
         if self._timed and self._first_chunk is None:
             self._chunk()  # a stream without deltas: its output arrived with the terminal event
-        self.final = self.accumulator.final(terminal)
+        self.final = self._final(terminal)
         if self.recorder is not None:
             self.recorder.terminal(self.final)
         self._end(self.final)
@@ -904,6 +965,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
 
 
 _TYPE_PREFIX = b'{"type":"response.'
+_CREATED = b'{"type":"response.created"'
 _SEEN_DELTA = ev.RefusalDeltaEvent.model_construct(type="response.refusal.delta", delta="")
 _SEEN_PART = ev.RefusalDoneEvent.model_construct(type="response.refusal.done")
 _PARTS = frozenset(

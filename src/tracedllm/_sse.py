@@ -100,7 +100,11 @@ class SSEDecoder:
 
         The same result as :meth:`feed`, with a few scans instead of a split.
         """
-        if self._line or self._data or self._pending_cr or self._start is not None:
+        if self._start is not None:  # the first bytes: a BOM may lead
+            if self._start or not chunk or chunk[0] == _BOM[0]:
+                return None
+            self._start = None  # no BOM, as feed would decide
+        if self._line or self._data or self._pending_cr:
             return None
         if not chunk.endswith(b"\n\n") or _CR in chunk:
             return None

@@ -5,12 +5,14 @@
 ``gen_ai.client.operation.time_to_first_chunk`` and
 ``gen_ai.client.operation.time_per_output_chunk`` (streaming only). A "chunk" is an output
 delta event (a ``*.delta`` event), as for the span's ``gen_ai.response.time_to_first_chunk``.
-Chunk timings are recorded as chunks arrive; duration and token usage when the stream ends.
+Chunk timings are taken as chunks arrive and recorded in batches (every 256 chunks,
+and when the stream ends); duration and token usage when the stream ends.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import metrics
@@ -119,17 +121,17 @@ class GenAIMetrics:
             self._failed_once = True
             logger.debug("tracedllm could not record a metric", exc_info=True)
 
-    def first_chunk(self, seconds: float, attributes: dict[str, Any]) -> None:
-        """The first output chunk arrived ``seconds`` after the request started."""
+    def chunks(
+        self, first: float | None, gaps: Iterable[float], attributes: dict[str, Any]
+    ) -> None:
+        """Output chunk timings: the time to the first one (``None``: recorded before), then
+        the seconds between consecutive ones."""
         try:
-            self.time_to_first_chunk.record(seconds, attributes)
-        except Exception:
-            self._failed()
-
-    def next_chunk(self, seconds: float, attributes: dict[str, Any]) -> None:
-        """Another output chunk arrived ``seconds`` after the previous one."""
-        try:
-            self.time_per_output_chunk.record(seconds, attributes)
+            if first is not None:
+                self.time_to_first_chunk.record(first, attributes)
+            record = self.time_per_output_chunk.record
+            for seconds in gaps:
+                record(seconds, attributes)
         except Exception:
             self._failed()
 
