@@ -6,6 +6,7 @@ server (threads, events whose fields fail validation) or type-check a user's fil
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import shutil
@@ -39,6 +40,7 @@ from helpers_faults import (
     response,
 )
 from tracedllm import Client, ResponseFailedError, StreamTruncatedError, UnknownEvent
+from tracedllm import attributes as attr
 from tracedllm._engine import (
     CHUNK_BATCH,
     FINISHED,
@@ -355,6 +357,26 @@ def test_an_observing_engine_records_the_same_span_however_the_body_is_cut(
         "untyped error object": "400",
     }
     assert found.get("error.type") == expected_error.get(stream)
+
+
+@pytest.mark.parametrize(
+    "end", ["cancelled", attr.TRACEDLLM_STREAM_CLOSED_EARLY, attr.TRACEDLLM_STREAM_ABANDONED]
+)
+def test_an_observing_engine_names_the_response_however_the_stream_stops(
+    tracer_provider: TracerProvider, span_exporter: InMemorySpanExporter, end: str
+) -> None:
+    """``response.created`` names the response of a stream stopped before its terminal event."""
+    recorder = SpanRecorder.start(Tracing(tracer_provider.get_tracer("test")), {})
+    engine = StreamEngine(recorder, observing=True)
+    for event in ok_events(parts=("Hel", "lo"))[:-1]:
+        engine.observe(sse_body([event]))
+    if end == "cancelled":
+        engine.fail(asyncio.CancelledError())
+    else:
+        engine.stop(end)
+    found = attrs(only_span(span_exporter))
+    assert (found["gen_ai.response.id"], found["gen_ai.response.model"]) == ("resp_1", MODEL)
+    assert found["tracedllm.stream.events"] == 3
 
 
 def test_an_observing_engine_times_the_chunks_it_only_counts(

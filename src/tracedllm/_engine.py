@@ -585,6 +585,7 @@ class EngineBase(Generic[EventT, ResultT]):
         if self._ended:
             return
         self._ended = True
+        answer = response or self._current()  # before the span ends: an event may be unread
         if error is not None and self._redactor is not None:
             self._redactor.error(error)
         self.error = error
@@ -599,7 +600,7 @@ class EngineBase(Generic[EventT, ResultT]):
                 extra[attr.GEN_AI_RESPONSE_FINISH_REASONS] = (attr.FINISH_ERROR,)
             self.recorder.end(error, outcome=outcome, attributes=extra, response=response)
         if self._metrics is not None:
-            attributes = self._metric_attributes_for(response or self._current())
+            attributes = self._metric_attributes_for(answer)
             self._record_chunks(attributes)
             self._metrics.finished(
                 attributes,
