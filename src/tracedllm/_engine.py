@@ -84,7 +84,7 @@ WAIT_AFTER_TERMINAL: Final = 0.1
 each read by it too, so a read begun just before the time ran out ends at twice this at most."""
 READ_AFTER_TERMINAL: Final = 65536
 """Bytes read, in total, after the terminal event before the connection is dropped."""
-CHUNK_BATCH: Final = 256
+CHUNK_BATCH: Final = 64
 """Chunk timings kept before they are recorded as metrics (the rest are when the stream ends)."""
 HEAD_BYTES: Final = 1 << 20
 """Bytes of a body kept until its first event, to report a JSON error sent instead of events."""
@@ -545,9 +545,9 @@ class EngineBase(Generic[EventT, ResultT]):
         self._last_chunk = now
 
     def _record_chunks(self, attributes: dict[str, Any] | None) -> None:
-        """Record the chunk timings kept so far. They are kept in batches (of
-        :data:`CHUNK_BATCH`, and the rest when the stream ends): a stream's chunk metrics carry
-        the attributes of its first batch, which are the final answer's for most streams."""
+        """Record the chunk timings kept so far (a batch of :data:`CHUNK_BATCH`, or the rest
+        when the stream ends). All of a stream's chunk metrics carry the attributes of its first
+        batch: the final answer's, for a stream of up to :data:`CHUNK_BATCH` chunks."""
         metrics = self._metrics
         if metrics is None or self._first_chunk is None:
             return

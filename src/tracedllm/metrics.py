@@ -5,7 +5,7 @@
 ``gen_ai.client.operation.time_to_first_chunk`` and
 ``gen_ai.client.operation.time_per_output_chunk`` (streaming only). A "chunk" is an output
 delta event (a ``*.delta`` event), as for the span's ``gen_ai.response.time_to_first_chunk``.
-Chunk timings are taken as chunks arrive and recorded in batches (every 256 chunks,
+Chunk timings are taken as chunks arrive and recorded in batches (every 64 chunks,
 and when the stream ends); duration and token usage when the stream ends.
 """
 
