@@ -38,3 +38,24 @@ def test_quick_benchmark_prints_the_tables() -> None:
     reported = next(b for b in out.split("\n\n") if b.startswith("| figure | measured"))
     assert "| openai-python + genai-openai vs openai-python, per event |" in reported
     assert "[benchmarks] done" in done.stderr
+
+
+def test_the_in_place_timer_prints_every_step_of_a_request() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.inplace", "--requests", "3", "--provider", "noop"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    steps = [line.split(" | ")[0].lstrip("| ") for line in done.stdout.splitlines()[4:]]
+    assert steps[0] == "start (Observer.start)"
+    assert steps[1] == "chunk 0: response.created"
+    assert steps[-3:] == [
+        "chunk 27: response.completed",
+        "end of body (Exchange.finished)",
+        "**all of them**",
+    ]
+    assert len(steps) == 1 + 28 + 2  # the start, every chunk of a 20-delta stream, the end
