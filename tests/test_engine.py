@@ -273,6 +273,27 @@ def test_chunk_metrics_are_recorded_in_batches_and_at_the_end(observing: bool) -
     provider.shutdown()
 
 
+@pytest.mark.parametrize("observing", [False, True], ids=["client", "transport"])
+def test_chunk_metrics_of_a_short_stream_carry_the_final_model(observing: bool) -> None:
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    engine = StreamEngine(None, GenAIMetrics(provider), {}, observing=observing)
+    events = ok_events(parts=("Hel", "lo"))
+    events[-1]["response"]["model"] = "gpt-test-2026-01-01"  # the snapshot that answered
+    for event in events:
+        if observing:
+            engine.observe(sse_body([event]))
+        else:
+            engine.receive_data(sse_body([event]))
+            drain_events(engine)
+    points = chunk_points(reader)
+    assert len(points) == 2
+    assert all(
+        found == {"gen_ai.response.model": "gpt-test-2026-01-01"} for _, _, found in points.values()
+    )
+    provider.shutdown()
+
+
 ITEM = {"type": "message", "id": "msg_1", "role": "assistant", "content": []}
 OBSERVED_STREAMS = {
     "completed": [
