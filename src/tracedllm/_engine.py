@@ -541,13 +541,14 @@ class EngineBase(Generic[EventT, ResultT]):
             gaps = self._gaps
             gaps.append(now - self._last_chunk)
             if len(gaps) >= CHUNK_BATCH:
-                self._record_chunks(self._chunk_attributes)
+                self._record_chunks()
         self._last_chunk = now
 
-    def _record_chunks(self, attributes: dict[str, Any] | None) -> None:
+    def _record_chunks(self, attributes: dict[str, Any] | None = None) -> None:
         """Record the chunk timings kept so far (a batch of :data:`CHUNK_BATCH`, or the rest
-        when the stream ends). All of a stream's chunk metrics carry the attributes of its first
-        batch: the final answer's, for a stream of up to :data:`CHUNK_BATCH` chunks."""
+        when the stream ends, with its final ``attributes``). All of a stream's chunk metrics
+        carry the attributes of its first batch: the final answer's, for a stream of up to
+        :data:`CHUNK_BATCH` chunks."""
         metrics = self._metrics
         if metrics is None or self._first_chunk is None:
             return
@@ -753,8 +754,9 @@ class StreamEngine(EngineBase[ev.Event, Response]):
         """Handle the ``response.created`` event an observing engine kept unread.
 
         The terminal response names everything the span needs, so the first event is only
-        validated when something else needs it: the stream breaks off, another event than a
-        delta or a content part arrives, or the terminal response lacks its id or model.
+        validated when something else needs the response it names: a partial response (the
+        stream breaks off, an ``error`` event), another lifecycle event (which comes after it),
+        or a terminal response without its id or model.
         """
         payload = self._created
         if payload is not None:
@@ -851,8 +853,8 @@ class StreamEngine(EngineBase[ev.Event, Response]):
                     return None
                 self._last_sequence = sequence
         kind = _KINDS[type(event)]
-        if self._created is not None and kind not in _REFINING_KINDS:
-            self._catch_up()  # in order: it comes first
+        if kind is ev.EventKind.LIFECYCLE and self._created is not None:
+            self._catch_up()  # in order: the later lifecycle response is the current one
         if self.state is _SETTLING:
             if kind in _REFINING_KINDS:
                 self._refine(event)
@@ -904,7 +906,7 @@ class StreamEngine(EngineBase[ev.Event, Response]):
     def _announce(self, event: ev.ErrorEvent) -> None:
         """An ``error`` event: settle, waiting briefly for a terminal event that refines it."""
         self._failing = ResponseFailedError(
-            event.error_code, event.error_message, response=self.accumulator.partial()
+            event.error_code, event.error_message, response=self._partial()
         )
         self.state = State.SETTLING
         self._start_waiting()
