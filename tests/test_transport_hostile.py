@@ -16,6 +16,7 @@ import gc
 import json
 import socket
 import struct
+import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -25,7 +26,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from fault_servers import Conn, RawRequest, RawServer, Script
+from fault_servers import POLL, Conn, RawRequest, RawServer, Script
 from helpers_faults import CHAT_USAGE, USAGE, USAGE_ATTRIBUTES
 from test_transport import (
     ABANDONED,
@@ -600,15 +601,23 @@ async def test_terminal_event_cut_then_reset_is_an_error(
     marker = b"response.completed" if api == "responses" else b'"usage":{'
     cut = body[: body.rindex(marker) + len(marker) + 10]  # inside the terminal event's JSON
 
+    read = threading.Event()
+
     def script(conn: Conn, request: RawRequest) -> None:
         conn.start_chunked()
         conn.send_chunk(cut)
-        conn.sleep(0.2)  # the client reads what came, then waits for more
+        # reset once the client has read the chunk: a reset discards what it has not read yet
+        for _ in conn.every(POLL):
+            if read.is_set():
+                break
         reset(conn)
 
     with RawServer(script) as raw:
-        raised = await run(sdk, make(raw.base_url), api)
-    assert isinstance(raised, openai.APIConnectionError), raised
+        stream = await open_stream(sdk, make(raw.base_url), api)
+        await sdk.next(stream)
+        read.set()
+        with pytest.raises(openai.APIConnectionError):
+            await sdk.events(stream)
     span = finished.one()
     values = error(span, "httpx.ReadError")
     neither_closed_nor_abandoned(values)
