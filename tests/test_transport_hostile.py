@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import socket
-import struct
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -26,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from fault_servers import POLL, Conn, RawRequest, RawServer, Script
+from fault_servers import Conn, RawRequest, RawServer, Script
 from helpers_faults import CHAT_USAGE, USAGE, USAGE_ATTRIBUTES
 from test_transport import (
     ABANDONED,
@@ -49,6 +47,7 @@ from test_transport import (
     no_span_misuse,
     openai_clients,
     read_responses,
+    resetting,
     unset,
 )
 from tracedllm._loopback import sse_body
@@ -123,12 +122,6 @@ async def open_stream(sdk: SDK, client: Any, api: str) -> Any:
             model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
         )
     )
-
-
-def reset(conn: Conn) -> None:
-    """Abort the connection with a TCP reset (RST), not a clean close."""
-    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    conn.sock.close()
 
 
 def sequence(*scripts: Script) -> Script:
@@ -601,18 +594,8 @@ async def test_terminal_event_cut_then_reset_is_an_error(
     marker = b"response.completed" if api == "responses" else b'"usage":{'
     cut = body[: body.rindex(marker) + len(marker) + 10]  # inside the terminal event's JSON
 
-    read = threading.Event()
-
-    def script(conn: Conn, request: RawRequest) -> None:
-        conn.start_chunked()
-        conn.send_chunk(cut)
-        # reset once the client has read the chunk: a reset discards what it has not read yet
-        for _ in conn.every(POLL):
-            if read.is_set():
-                break
-        reset(conn)
-
-    with RawServer(script) as raw:
+    read = threading.Event()  # a reset discards what the client has not read: wait for it
+    with RawServer(resetting(cut, read)) as raw:
         stream = await open_stream(sdk, make(raw.base_url), api)
         await sdk.next(stream)
         read.set()
