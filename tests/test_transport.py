@@ -62,6 +62,7 @@ import tracedllm
 from conftest import load_manifest, require_corpus
 from fault_servers import POLL, Conn, RawRequest, RawServer, Script
 from helpers_faults import CHAT_USAGE, USAGE, USAGE_ATTRIBUTES
+from tracedllm._engine import StreamEngine
 from tracedllm._loopback import LoopbackServer, RecordedRequest, Reply, sse_body
 from tracedllm.testing import chat_chunks_of, chat_stream_of, events_of, stream_of
 
@@ -1739,6 +1740,43 @@ async def test_metrics_as_the_own_client(
 
 
 # --- secrets ---------------------------------------------------------------------------------
+
+
+def a_bug(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("a bug in tracedllm")
+
+
+@pytest.mark.parametrize("where", ["observe", "observe_eof", "receive_json", "stop"])
+async def test_a_failure_of_tracedllm_never_reaches_the_sdk(
+    sdk: SDK,
+    server: LoopbackServer,
+    make: MakeOpenAI,
+    finished: Finished,
+    monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    """Telemetry never breaks the SDK's call: an error of the engine's own (here injected) ends
+    the span with it, and openai-python reads the answer as if nothing happened."""
+    monkeypatch.setattr(StreamEngine, where, a_bug)
+    if where == "stop":  # closed early, while the server holds the rest
+        with RawServer(holding(first_events())) as raw:
+            stream = await sdk.call(
+                make(raw.base_url).responses.create(model=MODEL, input="hi", stream=True)
+            )
+            assert (await sdk.next(stream)).type == "response.created"
+            await sdk.close(stream)
+    elif where == "receive_json":
+        server.enqueue(json_reply(response_json(text="Hello", usage=USAGE)))
+        final = await sdk.call(make(server.base_url).responses.create(model=MODEL, input="hi"))
+        assert final.output_text == "Hello"
+    else:  # truncated for observe_eof, whose end of input then decides the span
+        terminal = "none" if where == "observe_eof" else "completed"
+        server.enqueue(Reply(body=stream_of(text=["Hel", "lo"], terminal=terminal)))
+        client = make(server.base_url)
+        stream = await sdk.call(client.responses.create(model=MODEL, input="hi", stream=True))
+        events = await sdk.events(stream)
+        assert "".join(e.delta for e in events if e.type.endswith(".delta")) == "Hello"
+    error(finished.one(), "RuntimeError")
 
 
 async def test_credentials_never_reach_telemetry(

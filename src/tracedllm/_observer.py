@@ -9,10 +9,11 @@ here reads or writes a socket, and nothing changes what the SDK sees.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Concatenate, ParamSpec
 
 import httpx
 from opentelemetry import _logs, metrics, trace
@@ -152,6 +153,24 @@ class Observer:
         return Exchange(engine, url, self._max_event_bytes)
 
 
+_P = ParamSpec("_P")
+
+
+def _never_raises(
+    method: Callable[Concatenate[Exchange, _P], None],
+) -> Callable[Concatenate[Exchange, _P], None]:
+    """Telemetry never breaks the SDK's call: an error of tracedllm's own ends the exchange."""
+
+    @functools.wraps(method)
+    def guarded(exchange: Exchange, /, *args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            method(exchange, *args, **kwargs)
+        except Exception as exc:
+            exchange._broke(exc)
+
+    return guarded
+
+
 class Exchange:
     """One traced attempt: fed the answer's bytes as the SDK reads them; ends the span once."""
 
@@ -175,6 +194,7 @@ class Exchange:
         recorder = self._engine.recorder
         return recorder.span if recorder is not None else trace.INVALID_SPAN
 
+    @_never_raises
     def sent(self, response: httpx.Response) -> None:
         """The inner transport answered (status and headers; the body is read later)."""
         self._response = response
@@ -196,6 +216,7 @@ class Exchange:
         else:
             self._fail(UnexpectedContentTypeError(content_type, response.status_code))
 
+    @_never_raises
     def failed(self, exc: BaseException) -> None:
         """The send or a read raised ``exc`` (a transport error, a cancellation...)."""
         if self._mode == "error" and isinstance(exc, httpx.TransportError):
@@ -217,11 +238,15 @@ class Exchange:
         except Exception:  # zlib.error, brotli.error, zstandard.ZstdError...: httpx fails too
             self._fail(ContentDecodingError(self._encoding()))
             return
-        if self._mode == "stream":
-            self._engine.observe(data)
-        elif len(self._body) < self._cap:
-            self._body += data[: self._cap - len(self._body)]
+        try:  # not @_never_raises: one call less for every chunk
+            if self._mode == "stream":
+                self._engine.observe(data)
+            elif len(self._body) < self._cap:
+                self._body += data[: self._cap - len(self._body)]
+        except Exception as exc:
+            self._broke(exc)
 
+    @_never_raises
     def finished(self) -> None:
         """The body ended (the SDK read it all)."""
         mode = self._mode
@@ -238,6 +263,7 @@ class Exchange:
         except TracedLLMError:
             pass  # recorded on the span: the SDK decides what its caller sees
 
+    @_never_raises
     def closed(self, outcome: str = attr.TRACEDLLM_STREAM_CLOSED_EARLY) -> None:
         """The SDK closed the body (or dropped it): before its end, the attempt stopped there."""
         if self._mode == "error" and self._response is not None:
@@ -249,6 +275,14 @@ class Exchange:
     def _fail(self, error: BaseException) -> None:
         self._mode = "done"
         self._engine.fail(error)
+
+    def _broke(self, exc: Exception) -> None:
+        """tracedllm failed observing the answer (a bug): the SDK reads on, unobserved, and the
+        span ends with the error, if it can."""
+        logger.debug("tracedllm stopped observing an answer", exc_info=exc)
+        self._mode = "done"
+        with contextlib.suppress(Exception):
+            self._engine.fail(exc)
 
     def _encoding(self) -> str:
         response = self._response
