@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import brotli
 import httpx
 import openai
 import pytest
@@ -659,6 +660,7 @@ def zstd_frames(body: bytes) -> bytes:
         pytest.param("gzip, gzip", twice_gzipped, id="gzip-gzip"),
         pytest.param("zstd", zstandard.compress, id="zstd"),  # zstandard: a dev dependency
         pytest.param("zstd", zstd_frames, id="zstd-two-frames"),
+        pytest.param("br", brotli.compress, id="br"),  # brotli: a dev dependency
     ],
 )
 @pytest.mark.parametrize("api", ["responses", "chat"])
@@ -694,6 +696,7 @@ async def test_an_encoded_answer_is_decoded_as_httpx_decodes_it(
         pytest.param("x-gzip", gzip.compress(stream_of(text="Hi")), id="a-coding-httpx-lacks"),
         pytest.param("gzip", b"\x1f\x8b\x08\x00" + b"not gzip" * 8, id="a-corrupt-body"),
         pytest.param("zstd", stream_of(text="Hi"), id="zstd-not-zstd"),
+        pytest.param("br", stream_of(text="Hi"), id="br-not-br"),
     ],
 )
 async def test_an_answer_that_cannot_be_decoded_is_content_decoding(
